@@ -1,0 +1,246 @@
+// Package resolver is the hot path of nodedns: one query in, one answer out.
+//
+// A query for the cluster zone is answered synchronously on the calling
+// goroutine from the zone snapshot, without allocating. A query that needs
+// the network (a name outside the zone, or the target of an ExternalName
+// CNAME) is copied and finished on another goroutine, which sends the answer
+// through a Sender, so the server's read loop never waits for an upstream.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/zone"
+)
+
+// Authority answers for the cluster zone. *zone.Snapshot implements it;
+// StoreAuthority adapts a *zone.Store. Lookup must be safe for concurrent
+// use and must not allocate when dst has room (see zone.Snapshot.Lookup).
+type Authority interface {
+	Lookup(name []byte, qtype uint16, dst []byte) zone.Result
+}
+
+// StoreAuthority looks names up in the current snapshot of Store: one
+// atomic load per query, no lock (DESIGN: examples 1).
+type StoreAuthority struct{ Store *zone.Store }
+
+// Lookup implements Authority.
+func (a StoreAuthority) Lookup(name []byte, qtype uint16, dst []byte) zone.Result {
+	return a.Store.Load().Lookup(name, qtype, dst)
+}
+
+// Upstream forwards queries for names outside the cluster zone; pkg/upstream
+// implements it. Exchange must be safe for concurrent use.
+type Upstream interface {
+	// Exchange forwards query (a complete DNS query message) and returns the
+	// reply, whose ID equals the query's ID and whose question matches the
+	// query's. ctx bounds the whole exchange. The query carries the client's
+	// ID: put a random one on the wire (DESIGN: examples 4). The caller owns
+	// the returned slice and may modify it; Exchange must not keep query.
+	Exchange(ctx context.Context, query []byte) ([]byte, error)
+}
+
+// Cache holds ready-to-send upstream answers; pkg/cache is to implement it.
+// It sits between the resolver and the Upstream: Get runs on the read
+// goroutine before a query is forwarded, Set after each upstream reply.
+type Cache interface {
+	// Get appends to dst the stored answer to q, which was parsed from msg,
+	// patched for this query (ID, question case, TTLs), and reports whether
+	// there was one. It must neither block nor allocate.
+	Get(dst, msg []byte, q *dnswire.Query) ([]byte, bool)
+	// Set offers reply, the upstream's answer to q (parsed from msg). Both
+	// are valid only during the call.
+	Set(msg []byte, q *dnswire.Query, reply []byte)
+}
+
+// Sender delivers an answer that was not ready when Handle returned. It must
+// be safe for concurrent use; msg is valid only during the call.
+type Sender interface {
+	Send(msg []byte, to netip.AddrPort)
+}
+
+// Proto is the transport a query came over: it decides the size limit of
+// the answer.
+type Proto uint8
+
+const (
+	UDP Proto = iota
+	TCP
+)
+
+// Config configures a Resolver. Authority and Upstream are required.
+type Config struct {
+	Authority Authority
+	Upstream  Upstream
+	// Cache, when not nil, is consulted before forwarding.
+	Cache Cache
+	// ClusterDomains are the cluster zones ("cluster.local"). A name under
+	// one of them is never sent upstream, even if the Authority says
+	// KindForward (SPEC R12: answered locally, never forwarded); such a
+	// query gets SERVFAIL.
+	ClusterDomains []string
+	// Logger receives failures of asynchronous work at debug level; nil
+	// discards.
+	Logger *slog.Logger
+	// UpstreamTimeout bounds the whole upstream part of one query (all the
+	// exchanges of a CNAME chase included); default 5s.
+	UpstreamTimeout time.Duration
+	// MaxInFlight bounds the queries waiting for the upstream; over it new
+	// ones get SERVFAIL at once. Default 4096.
+	MaxInFlight int
+	// UDPSize is the EDNS0 payload size we advertise and the largest UDP
+	// answer we send; default dnswire.DefaultUDPSize (1232), at least 512.
+	UDPSize int
+	// MaxChase bounds the CNAME hops followed for an ExternalName; default 8.
+	MaxChase int
+}
+
+// Resolver answers queries. Its methods are safe for concurrent use.
+type Resolver struct {
+	auth     Authority
+	up       Upstream
+	cache    Cache
+	log      *slog.Logger
+	timeout  time.Duration
+	udpSize  int
+	maxChase int
+	max      int64
+	cluster  [][]byte // wire form, lowercase
+
+	// inflight counts asynchronous queries; closedBit is set by Drain.
+	inflight atomic.Int64
+	drained  chan struct{}
+	drainMu  sync.Once
+	base     context.Context
+	cancel   context.CancelFunc
+
+	bufs sync.Pool // *[]byte for asynchronous answers
+}
+
+const closedBit = int64(1) << 62
+
+// New validates cfg and returns a Resolver.
+func New(cfg Config) (*Resolver, error) {
+	if cfg.Authority == nil {
+		return nil, errors.New("resolver: no Authority")
+	}
+	if cfg.Upstream == nil {
+		return nil, errors.New("resolver: no Upstream")
+	}
+	r := &Resolver{
+		auth:     cfg.Authority,
+		up:       cfg.Upstream,
+		cache:    cfg.Cache,
+		log:      cfg.Logger,
+		timeout:  cfg.UpstreamTimeout,
+		udpSize:  cfg.UDPSize,
+		maxChase: cfg.MaxChase,
+		max:      int64(cfg.MaxInFlight),
+		drained:  make(chan struct{}),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.timeout <= 0 {
+		r.timeout = 5 * time.Second
+	}
+	if r.udpSize == 0 {
+		r.udpSize = dnswire.DefaultUDPSize
+	}
+	if r.udpSize < dnswire.MinUDPSize || r.udpSize > dnswire.MaxMsgLen {
+		return nil, fmt.Errorf("resolver: UDPSize %d out of [512, 65535]", r.udpSize)
+	}
+	if r.maxChase <= 0 {
+		r.maxChase = 8
+	}
+	if r.max <= 0 {
+		r.max = 4096
+	}
+	for _, d := range cfg.ClusterDomains {
+		w, err := wireDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("resolver: cluster domain %q: %w", d, err)
+		}
+		r.cluster = append(r.cluster, w)
+	}
+	r.base, r.cancel = context.WithCancel(context.Background())
+	r.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	return r, nil
+}
+
+// wireDomain converts "cluster.local" to lowercase wire format.
+func wireDomain(d string) ([]byte, error) {
+	d = strings.TrimSuffix(strings.ToLower(d), ".")
+	if d == "" {
+		return nil, errors.New("empty")
+	}
+	var w []byte
+	for l := range strings.SplitSeq(d, ".") {
+		if l == "" || len(l) > dnswire.MaxLabelLen {
+			return nil, errors.New("bad label")
+		}
+		w = append(w, byte(len(l)))
+		w = append(w, l...)
+	}
+	w = append(w, 0)
+	if len(w) > dnswire.MaxNameLen {
+		return nil, errors.New("name too long")
+	}
+	return w, nil
+}
+
+// Scratch is the per-goroutine state of Handle and Resolve: the parsed
+// query and room for records the zone builds per query. One goroutine uses
+// one Scratch; it is not safe for concurrent use.
+type Scratch struct {
+	q    dnswire.Query
+	zbuf []byte
+}
+
+// NewScratch returns a Scratch.
+func NewScratch() *Scratch { return &Scratch{zbuf: make([]byte, 0, 4096)} }
+
+// Drain stops accepting asynchronous work (later queries that need the
+// upstream get SERVFAIL) and waits until the work in flight has sent its
+// answers. If ctx ends first it cancels the upstream exchanges still running
+// and returns ctx.Err() without waiting for them. Safe to call more than
+// once and concurrently.
+func (r *Resolver) Drain(ctx context.Context) error {
+	if r.inflight.Or(closedBit) == 0 {
+		r.signalDrained()
+	}
+	select {
+	case <-r.drained:
+		return nil
+	case <-ctx.Done():
+		r.cancel()
+		return ctx.Err()
+	}
+}
+
+func (r *Resolver) signalDrained() { r.drainMu.Do(func() { close(r.drained) }) }
+
+// acquire reserves room for one asynchronous query.
+func (r *Resolver) acquire() bool {
+	v := r.inflight.Add(1)
+	if v&closedBit != 0 || v > r.max {
+		r.release()
+		return false
+	}
+	return true
+}
+
+func (r *Resolver) release() {
+	if r.inflight.Add(-1) == closedBit {
+		r.signalDrained()
+	}
+}

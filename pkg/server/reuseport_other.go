@@ -1,0 +1,9 @@
+//go:build !linux
+
+package server
+
+import "syscall"
+
+// reusePort is a no-op off Linux: one socket per address (UDPSockets > 1
+// then fails to bind).
+func reusePort(network, address string, c syscall.RawConn) error { return nil }
