@@ -44,7 +44,8 @@ const (
 	KindNXDomain
 	// KindSearchSuffix: NXDOMAIN for a name that is a search-list expansion
 	// (more labels under <ns>.svc.<zone>, svc.<zone> or <zone> than any
-	// record can have); answered like KindNXDomain, counted apart.
+	// record can have, or a namespace that does not exist; the exact rule is
+	// in the Snapshot.Lookup doc); answered like KindNXDomain, counted apart.
 	KindSearchSuffix
 	// KindNotSynced: the zone has not synced yet; answer SERVFAIL.
 	KindNotSynced

@@ -1,0 +1,413 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Builder keeps the current objects, rebuilds the parts of the zone that
+// changed and publishes new Snapshots to a Store. Its Set/Delete methods are
+// safe for concurrent use; they only record the change and wake Run.
+//
+// Objects are keyed by namespace/name. A change marks its namespace dirty;
+// a build rebuilds only dirty namespaces (only their pod addresses when
+// nothing but Pods changed), reuses every other namespace's immutable data,
+// and publishes one new Snapshot with one atomic pointer swap.
+type Builder struct {
+	cfg     Config
+	domains []domain
+	store   *Store
+	kick    chan struct{}
+	now     func() time.Time
+
+	mu        sync.Mutex // guards the fields below
+	objs      map[string]*nsObjects
+	dirty     map[string]dirtyBits
+	synced    bool
+	onPublish func(PublishInfo)
+	counts    objectCounts
+
+	buildMu sync.Mutex // serializes builds; guards the fields below
+	cur     *Snapshot
+	serial  uint32
+	pk      packer
+}
+
+// domain is a configured cluster domain, prepared.
+type domain struct {
+	name    string
+	wire    []byte
+	nlabels int
+	mname   []byte // ns.dns.<zone>
+	rname   []byte // hostmaster.<zone>
+}
+
+type dirtyBits uint8
+
+const (
+	dirtyServices dirtyBits = 1 << iota // services or endpoint slices
+	dirtyPods
+	dirtyExists // only the explicit namespace flag
+)
+
+type nsObjects struct {
+	explicit bool // SetNamespace'd
+	services map[string]*Service
+	slices   map[string]*EndpointSlice
+	pods     map[string]*Pod
+}
+
+// exists: a namespace exists if it was set, or any object lives in it (the
+// API server cannot hold an object in a namespace that does not exist).
+func (o *nsObjects) exists() bool {
+	return o.explicit || len(o.services) > 0 || len(o.slices) > 0 || len(o.pods) > 0
+}
+
+type objectCounts struct {
+	services, slices, endpoints, pods int
+}
+
+// PublishInfo describes one published Snapshot, for metrics and tests.
+type PublishInfo struct {
+	Serial uint32
+	Synced bool
+	// BuildDuration is the time spent building the snapshot.
+	BuildDuration time.Duration
+	// Namespaces is the number of namespaces in the snapshot; Rebuilt how
+	// many of them this build touched.
+	Namespaces int
+	Rebuilt    int
+	// Objects held by the Builder when the build started.
+	Services, EndpointSlices, Endpoints, Pods int
+}
+
+// NewBuilder validates cfg and returns a Builder publishing to store. It
+// publishes an unsynced snapshot at once, so cluster names get SERVFAIL
+// (not forwarded) until SetSynced and the next build.
+func NewBuilder(cfg Config, store *Store) (*Builder, error) {
+	if store == nil {
+		return nil, errors.New("zone: nil store")
+	}
+	if len(cfg.Domains) == 0 {
+		return nil, errors.New("zone: no cluster domain")
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 5
+	}
+	if cfg.SOATTL == 0 {
+		cfg.SOATTL = 30
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 20 * time.Millisecond
+	}
+	if cfg.PodMode < PodsInsecure || cfg.PodMode > PodsDisabled {
+		return nil, fmt.Errorf("zone: pod mode %d: unknown", cfg.PodMode)
+	}
+	b := &Builder{
+		store: store,
+		kick:  make(chan struct{}, 1),
+		now:   time.Now,
+		objs:  make(map[string]*nsObjects),
+		dirty: make(map[string]dirtyBits),
+	}
+	seen := make(map[string]bool)
+	for _, d := range cfg.Domains {
+		name := strings.ToLower(strings.TrimSuffix(d, "."))
+		w, ok := wireName(name)
+		if !ok || len(w)+len("\x0bdns-version") > 255 {
+			return nil, fmt.Errorf("zone: cluster domain %q: not a valid domain name", d)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("zone: cluster domain %q: listed twice", d)
+		}
+		seen[name] = true
+		b.domains = append(b.domains, domain{
+			name:    name,
+			wire:    w,
+			nlabels: strings.Count(name, ".") + 1,
+			mname:   append([]byte("\x02ns\x03dns"), w...),
+			rname:   append([]byte("\x0ahostmaster"), w...),
+		})
+	}
+	var addrs []netip.Addr
+	for _, in := range cfg.NSAddrs {
+		a, ok := normAddr(in)
+		if !ok {
+			return nil, fmt.Errorf("zone: nameserver address %v: not usable", in)
+		}
+		addrs = append(addrs, a)
+	}
+	cfg.NSAddrs = sortAddrs(addrs)
+	cfg.Domains = append([]string(nil), cfg.Domains...)
+	b.cfg = cfg
+
+	b.buildMu.Lock()
+	b.cur = &Snapshot{podMode: cfg.PodMode, ttl: cfg.TTL, ns: map[string]*nsData{}, ip: &ipIndex{}}
+	b.publishLocked(b.cur, PublishInfo{}, nil)
+	b.buildMu.Unlock()
+	return b, nil
+}
+
+// OnPublish sets a function called after each publish, from the goroutine
+// that built the snapshot (Run or Flush). It must be quick and must not call
+// Flush. Safe for concurrent use.
+func (b *Builder) OnPublish(fn func(PublishInfo)) {
+	b.mu.Lock()
+	b.onPublish = fn
+	b.mu.Unlock()
+}
+
+// wake tells Run there is work, without blocking.
+func (b *Builder) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ns returns the objects of namespace name, creating them; b.mu held.
+func (b *Builder) ns(name string) *nsObjects {
+	o := b.objs[name]
+	if o == nil {
+		o = &nsObjects{
+			services: make(map[string]*Service),
+			slices:   make(map[string]*EndpointSlice),
+			pods:     make(map[string]*Pod),
+		}
+		b.objs[name] = o
+	}
+	return o
+}
+
+// touch marks namespace name dirty and drops it when empty; b.mu held.
+func (b *Builder) touch(name string, bits dirtyBits) {
+	b.dirty[name] |= bits
+	if o := b.objs[name]; o != nil && !o.exists() {
+		delete(b.objs, name)
+	}
+}
+
+// SetNamespace records that a namespace exists (its <ns>.svc.<zone> is
+// then NODATA rather than NXDOMAIN, SPEC R11).
+func (b *Builder) SetNamespace(name string) {
+	b.mu.Lock()
+	o := b.ns(name)
+	if !o.explicit {
+		o.explicit = true
+		b.touch(name, dirtyExists)
+	}
+	b.mu.Unlock()
+	b.wake()
+}
+
+// DeleteNamespace forgets the namespace itself; objects still in it keep
+// it alive until their own deletes arrive.
+func (b *Builder) DeleteNamespace(name string) {
+	b.mu.Lock()
+	if o := b.objs[name]; o != nil && o.explicit {
+		o.explicit = false
+		b.touch(name, dirtyExists)
+	}
+	b.mu.Unlock()
+	b.wake()
+}
+
+// SetService adds or replaces a Service. nil is ignored.
+func (b *Builder) SetService(svc *Service) {
+	if svc == nil {
+		return
+	}
+	b.mu.Lock()
+	o := b.ns(svc.Namespace)
+	if o.services[svc.Name] == nil {
+		b.counts.services++
+	}
+	o.services[svc.Name] = svc
+	b.touch(svc.Namespace, dirtyServices)
+	b.mu.Unlock()
+	b.wake()
+}
+
+// DeleteService removes a Service.
+func (b *Builder) DeleteService(namespace, name string) {
+	b.mu.Lock()
+	if o := b.objs[namespace]; o != nil && o.services[name] != nil {
+		delete(o.services, name)
+		b.counts.services--
+		b.touch(namespace, dirtyServices)
+	}
+	b.mu.Unlock()
+	b.wake()
+}
+
+// SetEndpointSlice adds or replaces an EndpointSlice. nil is ignored.
+func (b *Builder) SetEndpointSlice(es *EndpointSlice) {
+	if es == nil {
+		return
+	}
+	b.mu.Lock()
+	o := b.ns(es.Namespace)
+	if old := o.slices[es.Name]; old != nil {
+		b.counts.endpoints -= len(old.Endpoints)
+	} else {
+		b.counts.slices++
+	}
+	o.slices[es.Name] = es
+	b.counts.endpoints += len(es.Endpoints)
+	b.touch(es.Namespace, dirtyServices)
+	b.mu.Unlock()
+	b.wake()
+}
+
+// DeleteEndpointSlice removes an EndpointSlice.
+func (b *Builder) DeleteEndpointSlice(namespace, name string) {
+	b.mu.Lock()
+	if o := b.objs[namespace]; o != nil && o.slices[name] != nil {
+		b.counts.endpoints -= len(o.slices[name].Endpoints)
+		b.counts.slices--
+		delete(o.slices, name)
+		b.touch(namespace, dirtyServices)
+	}
+	b.mu.Unlock()
+	b.wake()
+}
+
+// SetPod adds or replaces a Pod. nil is ignored.
+func (b *Builder) SetPod(p *Pod) {
+	if p == nil {
+		return
+	}
+	b.mu.Lock()
+	o := b.ns(p.Namespace)
+	if o.pods[p.Name] == nil {
+		b.counts.pods++
+	}
+	o.pods[p.Name] = p
+	b.touch(p.Namespace, dirtyPods)
+	b.mu.Unlock()
+	b.wake()
+}
+
+// DeletePod removes a Pod.
+func (b *Builder) DeletePod(namespace, name string) {
+	b.mu.Lock()
+	if o := b.objs[namespace]; o != nil && o.pods[name] != nil {
+		delete(o.pods, name)
+		b.counts.pods--
+		b.touch(namespace, dirtyPods)
+	}
+	b.mu.Unlock()
+	b.wake()
+}
+
+// ReplaceAll swaps the whole object set (zone-file mode). Only namespaces
+// whose objects differ from the current ones are marked dirty, so a reload
+// of an unchanged file rebuilds nothing. Objects without a name are
+// skipped; of two objects with the same namespace/name the last wins.
+func (b *Builder) ReplaceAll(objs Objects) {
+	next := make(map[string]*nsObjects)
+	get := func(name string) *nsObjects {
+		o := next[name]
+		if o == nil {
+			o = &nsObjects{
+				services: make(map[string]*Service),
+				slices:   make(map[string]*EndpointSlice),
+				pods:     make(map[string]*Pod),
+			}
+			next[name] = o
+		}
+		return o
+	}
+	var counts objectCounts
+	for _, ns := range objs.Namespaces {
+		get(ns).explicit = true
+	}
+	for _, s := range objs.Services {
+		if s != nil {
+			get(s.Namespace).services[s.Name] = s
+		}
+	}
+	for _, es := range objs.EndpointSlices {
+		if es != nil {
+			get(es.Namespace).slices[es.Name] = es
+		}
+	}
+	for _, p := range objs.Pods {
+		if p != nil {
+			get(p.Namespace).pods[p.Name] = p
+		}
+	}
+	for _, o := range next {
+		counts.services += len(o.services)
+		counts.slices += len(o.slices)
+		counts.pods += len(o.pods)
+		for _, es := range o.slices {
+			counts.endpoints += len(es.Endpoints)
+		}
+	}
+
+	b.mu.Lock()
+	for name, o := range next {
+		b.dirty[name] |= diffNamespace(b.objs[name], o)
+	}
+	for name, o := range b.objs {
+		if next[name] == nil {
+			b.dirty[name] |= diffNamespace(o, nil)
+		}
+	}
+	for name, bits := range b.dirty {
+		if bits == 0 {
+			delete(b.dirty, name)
+		}
+	}
+	b.objs = next
+	b.counts = counts
+	b.mu.Unlock()
+	b.wake()
+}
+
+// SetSynced marks the sources synced; snapshots published from then on
+// answer cluster names instead of SERVFAIL.
+func (b *Builder) SetSynced() {
+	b.mu.Lock()
+	b.synced = true
+	b.mu.Unlock()
+	b.wake()
+}
+
+// Run publishes a snapshot after each burst of changes until ctx ends: the
+// first change of a burst starts the debounce timer, and everything that
+// arrives before it fires goes into the same build. Bursts longer than the
+// debounce thus publish once per debounce period, never starve.
+func (b *Builder) Run(ctx context.Context) {
+	t := time.NewTimer(b.cfg.Debounce)
+	t.Stop()
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		t.Reset(b.cfg.Debounce)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.Flush()
+	}
+}
+
+// Flush builds and publishes pending changes now; for tests and start-up.
+// It publishes nothing when nothing changed. Safe for concurrent use.
+func (b *Builder) Flush() {
+	b.buildMu.Lock()
+	defer b.buildMu.Unlock()
+	b.buildLocked()
+}
