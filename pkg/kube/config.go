@@ -1,0 +1,104 @@
+package kube
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"log/slog"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// PodScope says which Pods are watched.
+type PodScope int
+
+const (
+	// PodsNone watches no Pods (pod records in insecure or disabled mode, no
+	// autopath).
+	PodsNone PodScope = iota
+	// PodsNode watches the Pods of Config.NodeName only (field selector
+	// spec.nodeName), enough for autopath.
+	PodsNode
+	// PodsAll watches every Pod of the cluster, as pods verified mode needs.
+	PodsAll
+)
+
+func (s PodScope) String() string {
+	switch s {
+	case PodsNone:
+		return "none"
+	case PodsNode:
+		return "node"
+	case PodsAll:
+		return "all"
+	}
+	return fmt.Sprintf("PodScope(%d)", int(s))
+}
+
+// Config is fixed for the life of a Watcher.
+type Config struct {
+	// Client talks to the API server. Required.
+	Client kubernetes.Interface
+	// Resync is the informers' resync period; 0 (the sensible value here)
+	// disables resyncs: the handlers keep nothing that could drift.
+	Resync time.Duration
+	// PodScope selects the Pods watched; PodsNode needs NodeName.
+	PodScope PodScope
+	NodeName string
+	// Logger receives watch errors and odd objects; nil means slog.Default().
+	Logger *slog.Logger
+	// OnWatchError, if set, is called for every list or watch failure of
+	// every informer (the reflector then retries with backoff by itself),
+	// with the resource ("services", "endpointslices", "namespaces", "pods").
+	// It runs on the informer's goroutine and must return quickly; meant
+	// for a metrics counter.
+	OnWatchError func(resource string, err error)
+	// Now is the clock used to rate-limit log lines; nil means time.Now.
+	Now func() time.Time
+}
+
+// UserAgent is sent to the API server by clients made from RESTConfig.
+var UserAgent = userAgent()
+
+func userAgent() string {
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return "nodedns/" + v + " (" + runtime.GOOS + "/" + runtime.GOARCH + ")"
+}
+
+// RESTConfig loads the client configuration: from kubeconfigPath, or the
+// in-cluster service account when kubeconfigPath is empty.
+//
+// nodedns runs on every node, so its API traffic is multiplied by the node
+// count: the config asks for protobuf (cheaper to encode and decode than
+// JSON) and keeps client-go's modest default rate limit explicit (the
+// informers only list at start-up and after watch failures).
+func RESTConfig(kubeconfigPath string) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if kubeconfigPath == "" {
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (give a kubeconfig path when running outside a cluster): %w", err)
+		}
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfigPath, err)
+		}
+	}
+	cfg.UserAgent = UserAgent
+	cfg.QPS = 5
+	cfg.Burst = 10
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	return cfg, nil
+}
