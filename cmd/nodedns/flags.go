@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nodedns/nodedns/pkg/zone"
+)
+
+// Config is everything the flags say; main builds the daemon from it.
+type Config struct {
+	Kubeconfig       string
+	ZoneFile         string
+	Listen           []netip.AddrPort
+	ClusterDomains   []string
+	Upstreams        []netip.AddrPort
+	ResolvConf       string
+	PodMode          zone.PodMode
+	EndpointPodNames bool
+	NodeName         string
+	SetupInterface   bool
+	MetricsListen    string
+	HealthListen     string
+	TTL              uint32
+	ShutdownGrace    time.Duration
+	UpstreamTimeout  time.Duration
+	LogFormat        string
+	LogLevel         string
+}
+
+// listFlag is a repeatable flag that also accepts comma-separated values.
+type listFlag struct {
+	values []string
+	set    bool // the first Set replaces the default
+}
+
+func (l *listFlag) String() string { return strings.Join(l.values, ",") }
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		l.values, l.set = nil, true
+	}
+	for part := range strings.SplitSeq(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			l.values = append(l.values, part)
+		}
+	}
+	return nil
+}
+
+// parseFlags reads args, with each flag also settable from the environment
+// as NODEDNS_<FLAG_NAME> (dashes as underscores); a flag on the command line
+// wins over the environment.
+func parseFlags(args []string, getenv func(string) string) (*Config, error) {
+	fs := flag.NewFlagSet("nodedns", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	var (
+		cfg       Config
+		listen    = listFlag{values: []string{"169.254.20.10:53"}}
+		domains   = listFlag{values: []string{"cluster.local"}}
+		upstreams listFlag
+		pods      string
+		ttl       uint
+	)
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: in-cluster config")
+	fs.StringVar(&cfg.ZoneFile, "zone-file", "", "standalone mode: serve the cluster zone from this YAML file of Kubernetes objects (re-read on change) instead of the API server")
+	fs.Var(&listen, "listen", "ADDR:PORT to serve DNS on, UDP and TCP; repeatable or comma-separated")
+	fs.Var(&domains, "cluster-domain", "cluster zone served authoritatively; repeatable")
+	fs.Var(&upstreams, "upstream", "upstream server ADDR[:PORT]; repeatable; default: nameservers of --resolv-conf")
+	fs.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolv.conf to take upstreams from when --upstream is not given")
+	fs.StringVar(&pods, "pods", "insecure", "pod records <a-b-c-d>.<ns>.pod.<zone>: insecure | verified | disabled")
+	fs.BoolVar(&cfg.EndpointPodNames, "endpoint-pod-names", false, "also name hostname-less endpoints of headless services after their Pod")
+	fs.StringVar(&cfg.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	fs.BoolVar(&cfg.SetupInterface, "setup-interface", true, "create the link-local interface and addresses of --listen")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", ":9253", "ADDR:PORT for Prometheus /metrics; empty disables")
+	fs.StringVar(&cfg.HealthListen, "health-listen", "169.254.20.10:8080", "ADDR:PORT for /health and /ready; empty disables")
+	fs.UintVar(&ttl, "ttl", 5, "TTL in seconds of cluster records")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "on SIGTERM, keep answering (not ready) this long before stopping")
+	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 2*time.Second, "timeout of one upstream try")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text | json")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug | info | warn | error")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return nil, err
+	}
+
+	var errs []error
+	for _, s := range listen.values {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--listen %q: want ADDR:PORT: %w", s, err))
+			continue
+		}
+		cfg.Listen = append(cfg.Listen, ap)
+	}
+	for _, s := range upstreams.values {
+		ap, err := parseUpstream(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--upstream %q: %w", s, err))
+			continue
+		}
+		cfg.Upstreams = append(cfg.Upstreams, ap)
+	}
+	for _, d := range domains.values {
+		d = strings.ToLower(strings.TrimSuffix(d, "."))
+		if d == "" || strings.Contains(d, "..") || len(d) > 253 {
+			errs = append(errs, fmt.Errorf("--cluster-domain %q: not a domain name", d))
+			continue
+		}
+		cfg.ClusterDomains = append(cfg.ClusterDomains, d)
+	}
+	mode, ok := zone.ParsePodMode(pods)
+	if !ok {
+		errs = append(errs, fmt.Errorf("--pods %q: want insecure, verified or disabled", pods))
+	}
+	cfg.PodMode = mode
+	if ttl == 0 || ttl > 3600 {
+		errs = append(errs, fmt.Errorf("--ttl %d: want 1..3600", ttl))
+	}
+	cfg.TTL = uint32(ttl)
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat))
+	}
+	if len(cfg.Listen) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("--listen: at least one address is needed"))
+	}
+	return &cfg, errors.Join(errs...)
+}
+
+// parseUpstream accepts ADDR, ADDR:PORT and [V6]:PORT; the port defaults to 53.
+func parseUpstream(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	addr, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, errors.New("want ADDR or ADDR:PORT")
+	}
+	return netip.AddrPortFrom(addr, 53), nil
+}
+
+// applyEnv sets every flag not given on the command line from
+// NODEDNS_<NAME>, so a DaemonSet can configure through env or args alike.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		key := "NODEDNS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodedns/nodedns/pkg/admin"
+	"github.com/nodedns/nodedns/pkg/kube"
+	"github.com/nodedns/nodedns/pkg/resolver"
+	"github.com/nodedns/nodedns/pkg/server"
+	"github.com/nodedns/nodedns/pkg/upstream"
+	"github.com/nodedns/nodedns/pkg/zone"
+	"github.com/nodedns/nodedns/pkg/zonefile"
+)
+
+// run starts everything in dependency order, serves until ctx ends, then
+// drains: not ready first, answering through the grace period, then stop.
+func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	// Sources get their own context: they stop after the listeners, so
+	// the zone keeps its last state while draining.
+	srcCtx, stopSources := context.WithCancel(context.Background())
+	defer stopSources()
+
+	if cfg.SetupInterface {
+		teardown, err := setupInterface(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer teardown()
+	}
+
+	store := &zone.Store{}
+	builder, err := zone.NewBuilder(zone.Config{
+		Domains:          cfg.ClusterDomains,
+		TTL:              cfg.TTL,
+		PodMode:          cfg.PodMode,
+		EndpointPodNames: cfg.EndpointPodNames,
+		NSAddrs:          nsAddrs(cfg.Listen),
+	}, store)
+	if err != nil {
+		return err
+	}
+	go builder.Run(srcCtx)
+
+	if err := startSource(srcCtx, cfg, builder, log); err != nil {
+		return err
+	}
+
+	up, err := newUpstream(cfg, log)
+	if err != nil {
+		return err
+	}
+	res, err := resolver.New(resolver.Config{
+		Authority:       resolver.StoreAuthority{Store: store},
+		Upstream:        up,
+		ClusterDomains:  cfg.ClusterDomains,
+		Logger:          log,
+		UpstreamTimeout: 2*cfg.UpstreamTimeout + time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, len(cfg.Listen))
+	for i, ap := range cfg.Listen {
+		addrs[i] = ap.String()
+	}
+	srv, err := server.New(server.Config{Addrs: addrs, Resolver: res, Logger: log})
+	if err != nil {
+		return err
+	}
+	bound, err := srv.Start(ctx)
+	if err != nil {
+		return err
+	}
+
+	var draining atomic.Bool
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	checks := admin.Checks{
+		Alive: func(ctx context.Context) error { return selfQuery(ctx, bound[0], cfg.ClusterDomains[0]) },
+		Ready: func() error {
+			switch {
+			case draining.Load():
+				return errors.New("draining")
+			case !store.Load().Synced():
+				// The published snapshot, not the informers: ready only
+				// once queries really get cluster answers.
+				return errors.New("cluster zone not synced")
+			}
+			return nil
+		},
+	}
+	var https []*admin.Server
+	for _, addr := range []string{cfg.HealthListen, cfg.MetricsListen} {
+		if addr == "" {
+			continue
+		}
+		h, err := admin.Listen(addr, admin.Handler(checks, reg), log)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+		https = append(https, h)
+	}
+	log.Info("nodedns started", "dns", bound, "health", cfg.HealthListen, "metrics", cfg.MetricsListen,
+		"zones", cfg.ClusterDomains, "upstreams", up.Servers())
+
+	<-ctx.Done()
+	draining.Store(true)
+	log.Info("shutting down: not ready, still answering", "grace", cfg.ShutdownGrace)
+	sleepCtx(context.Background(), cfg.ShutdownGrace)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(stopCtx)
+	for _, h := range https {
+		h.Shutdown(stopCtx)
+	}
+	stopSources()
+	log.Info("stopped")
+	return err
+}
+
+// startSource feeds builder from the zone file or the API server. An
+// unreachable API server is not an error: the informers retry, and cluster
+// names get SERVFAIL until they sync.
+func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, log *slog.Logger) error {
+	if cfg.ZoneFile != "" {
+		w := zonefile.NewWatcher(cfg.ZoneFile, func(objs zone.Objects) {
+			builder.ReplaceAll(objs)
+			builder.SetSynced()
+			builder.Flush()
+			log.Info("zone file loaded", "path", cfg.ZoneFile, "services", len(objs.Services),
+				"endpointslices", len(objs.EndpointSlices), "pods", len(objs.Pods))
+		}, func(err error) {
+			log.Error("zone file rejected; the previous zone keeps serving", "err", err)
+		}, log)
+		// The first load must work: there is no previous zone to keep.
+		if _, err := w.Check(); err != nil {
+			return err
+		}
+		go w.Run(ctx, time.Second)
+		return nil
+	}
+
+	rc, err := kube.RESTConfig(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	scope := kube.PodsNone
+	if cfg.PodMode == zone.PodsVerified {
+		scope = kube.PodsAll // a Pod's IP may be asked for from any node
+	}
+	w, err := kube.New(kube.Config{Client: client, PodScope: scope, NodeName: cfg.NodeName, Logger: log}, builder)
+	if err != nil {
+		return err
+	}
+	return w.Start(ctx)
+}
+
+// newUpstream builds the forwarder from --upstream or resolv.conf, never
+// including our own listen addresses (a resolv.conf that points at nodedns
+// itself would loop).
+func newUpstream(cfg *Config, log *slog.Logger) (*upstream.Forwarder, error) {
+	servers := cfg.Upstreams
+	if len(servers) == 0 {
+		rc, err := upstream.ReadResolvConf(cfg.ResolvConf)
+		if err != nil {
+			return nil, fmt.Errorf("upstreams from %s (or give --upstream): %w", cfg.ResolvConf, err)
+		}
+		for _, s := range rc.Skipped {
+			log.Warn("resolv.conf: nameserver skipped", "server", s.Server, "reason", s.Reason)
+		}
+		servers = rc.Servers
+	}
+	servers = slices.DeleteFunc(slices.Clone(servers), func(s netip.AddrPort) bool {
+		for _, l := range cfg.Listen {
+			if s.Addr() == l.Addr() && s.Port() == l.Port() {
+				log.Warn("upstream skipped: it is our own listen address", "server", s)
+				return true
+			}
+		}
+		return false
+	})
+	if len(servers) == 0 {
+		return nil, errors.New("no usable upstream server: give --upstream")
+	}
+	return upstream.New(upstream.Config{Servers: servers, Timeout: cfg.UpstreamTimeout, Logger: log})
+}
+
+// nsAddrs are the addresses published for ns.dns.<zone>: our listen IPs,
+// unless they are unspecified.
+func nsAddrs(listen []netip.AddrPort) []netip.Addr {
+	var out []netip.Addr
+	for _, ap := range listen {
+		if a := ap.Addr(); !a.IsUnspecified() && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// selfQuery proves the DNS listener answers: it asks the zone's version
+// record, which needs no upstream and no sync (SERVFAIL is an answer too).
+func selfQuery(ctx context.Context, addr netip.AddrPort, zoneName string) error {
+	c := dns.Client{Net: "udp", Timeout: time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion("dns-version."+zoneName+".", dns.TypeTXT)
+	_, _, err := c.ExchangeContext(ctx, m, addr.String())
+	if err != nil {
+		return fmt.Errorf("DNS listener %s does not answer: %w", addr, err)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package admin serves the HTTP side of the daemon: /health, /ready and
+// /metrics.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Checks are the probes behind the endpoints. Nil funcs count as passing.
+type Checks struct {
+	// Alive returns nil when the DNS listeners answer.
+	Alive func(ctx context.Context) error
+	// Ready returns nil when the daemon should receive traffic: zone
+	// synced, listening, not draining.
+	Ready func() error
+}
+
+// Handler returns a mux with /health, /ready and, when reg is not nil,
+// /metrics.
+func Handler(checks Checks, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		if checks.Alive != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			err = checks.Alive(ctx)
+			cancel()
+		}
+		reply(w, err)
+	})
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		if checks.Ready != nil {
+			err = checks.Ready()
+		}
+		reply(w, err)
+	})
+	if reg != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	}
+	return mux
+}
+
+func reply(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ok: %v\n", err)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Server is one HTTP listener.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds addr now, so a bad address fails start-up with a clear error.
+func Listen(addr string, h http.Handler, logger *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listen %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	s := &Server{srv: srv, ln: ln}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server stopped", "addr", addr, "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Shutdown stops the listener; safe to call twice.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

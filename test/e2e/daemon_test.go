@@ -1,0 +1,242 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// nodednsBin is the daemon built once by TestMain.
+var nodednsBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "nodedns-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	nodednsBin = filepath.Join(dir, "nodedns")
+	build := exec.Command("go", "build", "-o", nodednsBin, "github.com/nodedns/nodedns/cmd/nodedns")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building nodedns:", err)
+		return 1
+	}
+	code := m.Run()
+	stopSharedEnv()
+	return code
+}
+
+// daemon is one running nodedns process.
+type daemon struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	dns    string // ADDR:PORT for DNS
+	health string // ADDR:PORT for /health, /ready
+	logs   *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// syncBuffer collects the daemon's log output for assertions and failures.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freePort returns a loopback port that was free a moment ago. The daemon
+// binds fixed ports from flags, so there is a small window; ports come from
+// the kernel's ephemeral range, which the suite does not otherwise exhaust.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return freePort(t)
+	}
+	tl.Close()
+	return port
+}
+
+// startDaemon runs nodedns on free loopback ports with the given extra
+// flags. It does not wait for readiness.
+func startDaemon(t testing.TB, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{
+		t:      t,
+		dns:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		health: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		logs:   &syncBuffer{},
+		done:   make(chan struct{}),
+	}
+	all := append([]string{
+		"--listen", d.dns,
+		"--health-listen", d.health,
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--setup-interface=false",
+		"--shutdown-grace=0s",
+		"--log-level=debug",
+	}, args...)
+	d.cmd = exec.Command(nodednsBin, all...)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	d.cmd.Stdin = nil
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("nodedns logs:\n%s", d.logs.String())
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits; SIGKILL if it does not exit in 10 s.
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		d.t.Errorf("nodedns did not exit within 10s of SIGTERM")
+	}
+}
+
+// httpStatus returns the status code and body of GET path on the health
+// listener, or 0 when it does not answer.
+func (d *daemon) httpStatus(path string) (int, string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + d.health + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+func (d *daemon) waitReady(timeout time.Duration) {
+	d.t.Helper()
+	waitFor(d.t, "nodedns /ready", timeout, func() bool {
+		select {
+		case <-d.done:
+			d.t.Fatalf("nodedns exited early: %v\n%s", d.err, d.logs.String())
+		default:
+		}
+		code, _ := d.httpStatus("/ready")
+		return code == http.StatusOK
+	})
+}
+
+// waitListening waits until the DNS port answers anything at all.
+func (d *daemon) waitListening(timeout time.Duration) {
+	d.t.Helper()
+	waitFor(d.t, "nodedns to answer DNS", timeout, func() bool {
+		select {
+		case <-d.done:
+			d.t.Fatalf("nodedns exited early: %v\n%s", d.err, d.logs.String())
+		default:
+		}
+		_, err := d.query("udp", "dns-version.cluster.local.", dns.TypeTXT)
+		return err == nil
+	})
+}
+
+// query sends one question over net ("udp" or "tcp") with EDNS0 4096.
+func (d *daemon) query(net, name string, qtype uint16) (*dns.Msg, error) {
+	return d.queryBuf(net, name, qtype, 4096)
+}
+
+// queryBuf sends one question; bufsize 0 sends no OPT record.
+func (d *daemon) queryBuf(net, name string, qtype uint16, bufsize uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	if bufsize > 0 {
+		m.SetEdns0(bufsize, false)
+	}
+	c := dns.Client{Net: net, Timeout: 3 * time.Second, UDPSize: 65535}
+	r, _, err := c.Exchange(m, d.dns)
+	return r, err
+}
+
+func (d *daemon) dnsAddr() netip.AddrPort { return netip.MustParseAddrPort(d.dns) }
+
+// rrStrings renders records without TTLs, lowercased, for
+// order-independent comparison.
+func rrStrings(rrs []dns.RR) []string {
+	var out []string
+	for _, rr := range rrs {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			continue
+		}
+		s := rr.String()
+		f := strings.Fields(s)
+		if len(f) > 1 {
+			f = append(f[:1], f[2:]...) // drop TTL
+		}
+		out = append(out, strings.ToLower(strings.Join(f, " ")))
+	}
+	return out
+}
+
+var _ = context.Background
