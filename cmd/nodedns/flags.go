@@ -31,6 +31,12 @@ type Config struct {
 	UpstreamTimeout  time.Duration
 	LogFormat        string
 	LogLevel         string
+
+	// Node-local interface (pkg/iface), used when SetupInterface is set.
+	InterfaceName     string
+	SetupRules        bool
+	SkipTeardown      bool
+	ReconcileInterval time.Duration
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated values.
@@ -84,6 +90,10 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&cfg.UpstreamTimeout, "upstream-timeout", 2*time.Second, "timeout of one upstream try")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text | json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug | info | warn | error")
+	fs.StringVar(&cfg.InterfaceName, "interface-name", "nodelocaldns", "name of the link holding the --listen addresses (created, or adopted when it exists)")
+	fs.BoolVar(&cfg.SetupRules, "setup-rules", true, "install nftables rules (table inet nodedns) so DNS to and from the --listen addresses skips conntrack")
+	fs.BoolVar(&cfg.SkipTeardown, "skip-teardown", false, "on exit, leave the interface, its addresses and the rules in place")
+	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", 5*time.Second, "how often to restore the interface, addresses and rules if someone removed them")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

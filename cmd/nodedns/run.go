@@ -86,7 +86,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ifaceRepairs)
 	checks := admin.Checks{
 		Alive: func(ctx context.Context) error { return selfQuery(ctx, bound[0], cfg.ClusterDomains[0]) },
 		Ready: func() error {
