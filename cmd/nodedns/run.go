@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 
 	"github.com/nodedns/nodedns/pkg/admin"
 	"github.com/nodedns/nodedns/pkg/kube"
@@ -153,6 +154,7 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, log *s
 		return nil
 	}
 
+	klog.SetSlogLogger(log) // client-go logs through klog: one log stream, one format
 	rc, err := kube.RESTConfig(cfg.Kubeconfig)
 	if err != nil {
 		return err
