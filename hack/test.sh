@@ -17,6 +17,5 @@ if [ -n "$unformatted" ]; then
 fi
 
 echo "== go test"
-# -p 1 for the e2e packages would serialise; the race detector covers the
-# concurrent parts (zone publish, server loops).
-go test -race -count=1 -timeout 30m ./... 2>&1 | tee /tmp/nodedns-test.log
+# The race detector covers the concurrent parts (zone publish, server loops).
+go test -race -count=1 -timeout 30m ./...
