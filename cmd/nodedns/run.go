@@ -11,13 +11,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/nodedns/nodedns/pkg/admin"
 	"github.com/nodedns/nodedns/pkg/kube"
+	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/resolver"
 	"github.com/nodedns/nodedns/pkg/server"
 	"github.com/nodedns/nodedns/pkg/upstream"
@@ -32,6 +31,9 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// the zone keeps its last state while draining.
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
+
+	m := metrics.New()
+	m.Registry().MustRegister(ifaceRepairs)
 
 	if cfg.SetupInterface {
 		teardown, err := setupInterface(ctx, cfg, log)
@@ -52,9 +54,10 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	builder.OnPublish(m.ZonePublished)
 	go builder.Run(srcCtx)
 
-	if err := startSource(srcCtx, cfg, builder, log); err != nil {
+	if err := startSource(srcCtx, cfg, builder, m, log); err != nil {
 		return err
 	}
 
@@ -86,8 +89,6 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 
 	var draining atomic.Bool
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), ifaceRepairs)
 	checks := admin.Checks{
 		Alive: func(ctx context.Context) error { return selfQuery(ctx, bound[0], cfg.ClusterDomains[0]) },
 		Ready: func() error {
@@ -107,7 +108,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		if addr == "" {
 			continue
 		}
-		h, err := admin.Listen(addr, admin.Handler(checks, reg), log)
+		h, err := admin.Listen(addr, admin.Handler(checks, m.Registry()), log)
 		if err != nil {
 			srv.Shutdown(context.Background())
 			return err
@@ -135,7 +136,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 // startSource feeds builder from the zone file or the API server. An
 // unreachable API server is not an error: the informers retry, and cluster
 // names get SERVFAIL until they sync.
-func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, log *slog.Logger) error {
+func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *metrics.Metrics, log *slog.Logger) error {
 	if cfg.ZoneFile != "" {
 		w := zonefile.NewWatcher(cfg.ZoneFile, func(objs zone.Objects) {
 			builder.ReplaceAll(objs)
@@ -167,7 +168,9 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, log *s
 	if cfg.PodMode == zone.PodsVerified {
 		scope = kube.PodsAll // a Pod's IP may be asked for from any node
 	}
-	w, err := kube.New(kube.Config{Client: client, PodScope: scope, NodeName: cfg.NodeName, Logger: log}, builder)
+	w, err := kube.New(kube.Config{
+		Client: client, PodScope: scope, NodeName: cfg.NodeName, Logger: log, OnWatchError: m.WatchError,
+	}, builder)
 	if err != nil {
 		return err
 	}

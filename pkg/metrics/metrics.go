@@ -79,6 +79,8 @@ type Metrics struct {
 	requests  [numTransports][numQtypes][numRcodes]prometheus.Counter
 	responses [numSources]prometheus.Counter
 	duration  [numSources]prometheus.Observer
+
+	zone *zoneCollectors
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -101,6 +103,7 @@ func New() *Metrics {
 		Buckets: []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5},
 	}, []string{"source"})
 	m.reg.MustRegister(requests, responses, duration)
+	m.zone = newZoneCollectors(m.reg)
 
 	for t := range numTransports {
 		for q := range numQtypes {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nodedns/nodedns/pkg/zone"
 )
 
 func TestQueryCountsBoundedLabels(t *testing.T) {
@@ -90,4 +92,19 @@ func rcodeIndexByName(s string) int {
 		}
 	}
 	panic(s)
+}
+
+func TestZonePublished(t *testing.T) {
+	m := New()
+	m.ZonePublished(zone.PublishInfo{Synced: true, Services: 3, EndpointSlices: 2, Endpoints: 7, BuildDuration: time.Millisecond})
+	if got := testutil.ToFloat64(m.zone.objEndpoints); got != 7 {
+		t.Errorf("zone_objects{kind=endpoints} = %v", got)
+	}
+	if got := testutil.ToFloat64(m.zone.synced); got != 1 {
+		t.Errorf("zone_synced = %v", got)
+	}
+	m.WatchError("services", nil)
+	if got := testutil.ToFloat64(m.zone.watchErrors.WithLabelValues("services")); got != 1 {
+		t.Errorf("watch_errors_total{services} = %v", got)
+	}
 }

@@ -48,13 +48,14 @@ func run(m *testing.M) int {
 
 // daemon is one running nodedns process.
 type daemon struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	dns    string // ADDR:PORT for DNS
-	health string // ADDR:PORT for /health, /ready
-	logs   *syncBuffer
-	done   chan struct{}
-	err    error
+	t       testing.TB
+	cmd     *exec.Cmd
+	dns     string // ADDR:PORT for DNS
+	health  string // ADDR:PORT for /health, /ready
+	metrics string // ADDR:PORT for /metrics
+	logs    *syncBuffer
+	done    chan struct{}
+	err     error
 }
 
 // syncBuffer collects the daemon's log output for assertions and failures.
@@ -99,16 +100,17 @@ func freePort(t testing.TB) int {
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{
-		t:      t,
-		dns:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		health: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		logs:   &syncBuffer{},
-		done:   make(chan struct{}),
+		t:       t,
+		dns:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		health:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		logs:    &syncBuffer{},
+		done:    make(chan struct{}),
 	}
 	all := append([]string{
 		"--listen", d.dns,
 		"--health-listen", d.health,
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--metrics-listen", d.metrics,
 		"--setup-interface=false",
 		"--shutdown-grace=0s",
 		"--log-level=debug",
@@ -161,6 +163,28 @@ func (d *daemon) httpStatus(path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of one sample of /metrics, e.g.
+// `nodedns_zone_synced` or `nodedns_responses_total{source="zone"}`; -1 when
+// absent.
+func (d *daemon) metric(sample string) float64 {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // waitFor polls cond until it holds or the deadline passes.
