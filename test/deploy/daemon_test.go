@@ -1,0 +1,141 @@
+package deploy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemon is one running nodedns process.
+type daemon struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+	err  error // set before done closes
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freePort returns a loopback port free for both UDP and TCP a moment ago
+// (the daemon takes fixed ports from flags, so there is a small window).
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both UDP and TCP")
+	return 0
+}
+
+// startDaemon runs the binary with args; it stops it (SIGTERM) when the
+// test ends and logs its output if the test failed.
+func startDaemon(t testing.TB, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(nodednsBin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("nodedns %v logs:\n%s", args, d.logs.String())
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits, with SIGKILL after 15 s.
+func (d *daemon) stop() {
+	if d.exited() {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		d.t.Errorf("nodedns did not exit within 15s of SIGTERM")
+	}
+}
+
+func (d *daemon) exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// get returns the status and body of GET url, or 0 and the error.
+func get(url string) (int, string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReady polls GET url until 200, failing if the daemon exits or the
+// deadline passes; the last answer is in the failure message.
+func (d *daemon) waitReady(url string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if d.exited() {
+			d.t.Fatalf("nodedns exited before %s was 200: %v\n%s", url, d.err, d.logs.String())
+		}
+		code, body := get(url)
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s not 200 after %v: last %d %q", url, timeout, code, body)
+		}
+		time.Sleep(25 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
