@@ -18,6 +18,7 @@ const (
 	ErrBadOPT                              // OPT not owned by root, outside the additional section, or malformed options (RFC 6891 §6.1.1, §7)
 	ErrMultipleOPT                         // more than one OPT (RFC 6891 §6.1.1)
 	ErrPointer                             // compression pointer that does not point backwards
+	ErrNotResponse                         // ParseReply: QR=0, the message is not a response
 )
 
 var errText = [...]string{
@@ -32,6 +33,7 @@ var errText = [...]string{
 	ErrBadOPT:             "dnswire: malformed OPT record",
 	ErrMultipleOPT:        "dnswire: more than one OPT record",
 	ErrPointer:            "dnswire: bad compression pointer",
+	ErrNotResponse:        "dnswire: message is not a response",
 }
 
 func (e Error) Error() string {

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -59,6 +60,59 @@ func TestZonePathAllocs(t *testing.T) {
 			t.Errorf("Handle allocates %v times per query", n)
 		}
 	})
+}
+
+// Cache hits through the real cache must not allocate either: fresh (TTLs
+// aged), stale after a failure, and a cached SERVFAIL.
+func TestCachePathAllocs(t *testing.T) {
+	clk := new(fakeClock)
+	c := newCache(t, clk)
+	up := newSwitchUpstream(t, "api.example.com. 60 IN A 192.0.2.10", "old.example.com. 60 IN A 192.0.2.11")
+	r := newResolver(t, testZone(t), up, func(cfg *Config) { cfg.Cache = c })
+	s := NewScratch()
+	buf := make([]byte, 0, 65535)
+	old := rt.Query(t, "old.example.com.", dns.TypeA, 1232)
+	r.Resolve(context.Background(), s, buf, old, UDP)
+	clk.Advance(40 * time.Second) // old expires
+	fresh := rt.Query(t, "Api.Example.com.", dns.TypeA, 1232)
+	r.Resolve(context.Background(), s, buf, fresh, UDP)
+	clk.Advance(5 * time.Second)
+	up.down.Store(true)
+	r.Resolve(context.Background(), s, buf, old, UDP) // fails: served stale, marked
+	failed := rt.Query(t, "down.example.com.", dns.TypeA, 0)
+	r.Resolve(context.Background(), s, buf, failed, UDP) // fails: SERVFAIL cached
+	tests := []struct {
+		name  string
+		msg   []byte
+		rcode int
+		ttl   uint32
+	}{
+		{"fresh hit", fresh, dns.RcodeSuccess, 25},
+		{"stale after a failure", old, dns.RcodeSuccess, 30},
+		{"cached SERVFAIL", failed, dns.RcodeServerFailure, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := up.Calls()
+			out := r.Handle(s, buf, tt.msg, UDP, nil, client)
+			if out == nil {
+				t.Fatal("no synchronous answer")
+			}
+			m := rt.Unpack(t, out)
+			if m.Rcode != tt.rcode || (len(m.Answer) > 0 && m.Answer[0].Header().Ttl != tt.ttl) {
+				t.Fatalf("answer %v", m)
+			}
+			if n := testing.AllocsPerRun(200, func() { r.Handle(s, buf, tt.msg, UDP, nil, client) }); n != 0 {
+				t.Errorf("Handle allocates %v times per query", n)
+			}
+			if n := testing.AllocsPerRun(200, func() { r.Resolve(context.Background(), s, buf, tt.msg, TCP) }); n != 0 {
+				t.Errorf("Resolve allocates %v times per query", n)
+			}
+			if up.Calls() != calls {
+				t.Error("went upstream")
+			}
+		})
+	}
 }
 
 func benchHandle(b *testing.B, name string, qtype uint16) {

@@ -3,15 +3,15 @@ package resolver
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/netip"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
-// job is a query finished away from the read loop. It owns copies of
-// everything it needs from the read buffers.
+// job is a query finished away from the read loop: an ExternalName chase,
+// or a forwarded query waiting on a flight. It owns copies of everything it
+// needs from the read buffers.
 type job struct {
 	q     dnswire.Query
 	msg   []byte
@@ -45,13 +45,14 @@ func newJob(q *dnswire.Query, msg []byte, proto Proto, act action, res *zone.Res
 	return j
 }
 
-// runAsync finishes j on its own goroutine and sends the answer.
+// runAsync chases j on its own goroutine and sends the answer. (Forwarded
+// queries join a flight instead: flight.go.)
 func (r *Resolver) runAsync(j *job) {
 	defer r.release()
 	ctx, cancel := context.WithTimeout(r.base, r.timeout)
 	defer cancel()
 	bp := r.bufs.Get().(*[]byte)
-	out := r.finish(ctx, j, (*bp)[:0])
+	out := r.chase(ctx, j, (*bp)[:0])
 	if out != nil {
 		j.snd.Send(out, j.addr)
 	}
@@ -59,36 +60,6 @@ func (r *Resolver) runAsync(j *job) {
 		*bp = out[:0] // keep the buffer if it grew, within reason
 	}
 	r.bufs.Put(bp)
-}
-
-// finish does the network part of j and appends the answer to dst.
-func (r *Resolver) finish(ctx context.Context, j *job, dst []byte) []byte {
-	if j.act == actChase {
-		return r.chase(ctx, j, dst)
-	}
-	return r.forward(ctx, j, dst)
-}
-
-// forward sends the client's query upstream and relays the reply with the
-// client's ID, truncated (TC) if it exceeds what the client takes over UDP.
-func (r *Resolver) forward(ctx context.Context, j *job, dst []byte) []byte {
-	// Seam for pkg/cache: a miss was seen in local(); identical misses are
-	// to be coalesced by the Upstream.
-	reply, err := r.up.Exchange(ctx, j.msg)
-	if err == nil && !sameQuestion(reply, j.msg, j.q.QEnd) {
-		err = errMismatch
-	}
-	if err != nil {
-		r.log.LogAttrs(ctx, slog.LevelDebug, "upstream exchange failed",
-			slog.String("name", nameString(j.q.Name())), slog.Int("qtype", int(j.q.Type)), slog.Any("err", err))
-		return r.respond(dst, j.msg, &j.q, j.proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure})
-	}
-	if r.cache != nil {
-		r.cache.Set(j.msg, &j.q, reply)
-	}
-	dnswire.SetID(reply, j.q.ID)
-	start := len(dst)
-	return r.fit(append(dst, reply...), start, j.msg, &j.q, j.proto)
 }
 
 type mismatchError struct{}

@@ -78,7 +78,8 @@ func (r *Resolver) chaseUpstream(ctx context.Context, j *job, target, recs []byt
 	if r.inCluster(target) {
 		return recs, an, 0, errors.New("cluster name not in the zone")
 	}
-	// Seam for pkg/cache: this query could be served from the cache too.
+	// Not through the cache or a flight: the chase is rare and its answer
+	// mixes zone records with these (resolver.Config.Cache).
 	flags := dnswire.FlagRD | j.q.Flags&dnswire.FlagCD
 	query := dnswire.AppendQuery(make([]byte, 0, 512), uint16(rand.Uint32()), flags, target, j.q.Type, uint16(r.udpSize), j.q.DO)
 	reply, err := r.up.Exchange(ctx, query)

@@ -27,8 +27,8 @@ const (
 // sends. Otherwise it returns nil: either the message is to be dropped, or
 // Handle has copied it and the answer will be sent later, from another
 // goroutine, through snd.Send(answer, addr); with a nil snd such queries
-// get SERVFAIL at once. The zone path does not allocate. Handle does not
-// keep msg, dst or s.
+// get SERVFAIL at once (or a stale answer, RFC 8767). The zone path and
+// cache hits do not allocate. Handle does not keep msg, dst or s.
 func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, addr netip.AddrPort) []byte {
 	out, act, res := r.local(s, dst, msg, proto)
 	switch act {
@@ -38,10 +38,17 @@ func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, 
 		return nil
 	}
 	if snd == nil || !r.acquire() {
+		if act == actForward {
+			return r.fallback(dst, msg, &s.q, proto)
+		}
 		return r.respond(dst, msg, &s.q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure})
 	}
 	j := newJob(&s.q, msg, proto, act, &res)
 	j.snd, j.addr = snd, addr
+	if act == actForward {
+		r.join(j)
+		return nil
+	}
 	go r.runAsync(j)
 	return nil
 }
@@ -60,8 +67,11 @@ func (r *Resolver) Resolve(ctx context.Context, s *Scratch, dst, msg []byte, pro
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	if act == actForward {
+		return r.resolveForward(ctx, dst, msg, &s.q, proto)
+	}
 	j := job{q: s.q, msg: msg, proto: proto, act: act, rec: res.Records, an: res.An, chase: res.Chase}
-	return r.finish(ctx, &j, dst)
+	return r.chase(ctx, &j, dst)
 }
 
 // local parses msg and answers everything that needs no network. It runs on
@@ -125,7 +135,10 @@ func (r *Resolver) outside(s *Scratch, dst, msg []byte, proto Proto) ([]byte, ac
 		return r.respond(dst, msg, q, proto, &a), actReply, zone.Result{}
 	}
 	if r.cache != nil {
-		if out, ok := r.cache.Get(dst, msg, q); ok {
+		if out, hit, prefetch := r.cache.Get(dst, msg, q); hit {
+			if prefetch {
+				r.prefetch(q, msg) // allocates, once per entry's life
+			}
 			return r.fit(out, len(dst), msg, q, proto), actReply, zone.Result{}
 		}
 	}

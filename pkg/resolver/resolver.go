@@ -41,25 +41,40 @@ func (a StoreAuthority) Lookup(name []byte, qtype uint16, dst []byte) zone.Resul
 // Upstream forwards queries for names outside the cluster zone; pkg/upstream
 // implements it. Exchange must be safe for concurrent use.
 type Upstream interface {
-	// Exchange forwards query (a complete DNS query message) and returns the
-	// reply, whose ID equals the query's ID and whose question matches the
-	// query's. ctx bounds the whole exchange. The query carries the client's
-	// ID: put a random one on the wire (DESIGN: examples 4). The caller owns
-	// the returned slice and may modify it; Exchange must not keep query.
+	// Exchange forwards query (a complete DNS query message, built by the
+	// resolver) and returns the reply, whose ID equals the query's ID and
+	// whose question matches the query's. ctx bounds the whole exchange.
+	// The query's ID is random already; putting a fresh random one on the
+	// wire does no harm (DESIGN: examples 4). The caller owns the returned
+	// slice and may modify it; Exchange must not keep query.
 	Exchange(ctx context.Context, query []byte) ([]byte, error)
 }
 
-// Cache holds ready-to-send upstream answers; pkg/cache is to implement it.
-// It sits between the resolver and the Upstream: Get runs on the read
-// goroutine before a query is forwarded, Set after each upstream reply.
+// Cache holds ready-to-send upstream answers; *cache.Cache (pkg/cache)
+// implements it. It sits between the resolver and the Upstream: Get runs
+// on the read goroutine before a query is forwarded; Set, Fail and Stale
+// run on the goroutine of the upstream exchange. Identical misses are
+// coalesced by the resolver (flight.go), not by the Cache. All methods
+// must be safe for concurrent use.
 type Cache interface {
 	// Get appends to dst the stored answer to q, which was parsed from msg,
 	// patched for this query (ID, question case, TTLs), and reports whether
-	// there was one. It must neither block nor allocate.
-	Get(dst, msg []byte, q *dnswire.Query) ([]byte, bool)
-	// Set offers reply, the upstream's answer to q (parsed from msg). Both
-	// are valid only during the call.
-	Set(msg []byte, q *dnswire.Query, reply []byte)
+	// there was one; prefetch asks the caller to refresh the entry in the
+	// background (at most once per stored answer). It must neither block
+	// nor allocate.
+	Get(dst, msg []byte, q *dnswire.Query) (out []byte, hit, prefetch bool)
+	// Set offers reply, the upstream's answer to q. It may lower the TTLs
+	// in reply to the ones the cache will serve, so that the answer sent
+	// now agrees with later hits; it does not keep reply.
+	Set(q *dnswire.Query, reply []byte)
+	// Fail records that the upstream failed to answer q (timeout,
+	// SERVFAIL, REFUSED): for a while, Get answers it from stale data or
+	// with SERVFAIL without a miss.
+	Fail(q *dnswire.Query)
+	// Stale appends to dst the best answer the cache still has for q after
+	// the upstream failed: fresh, else expired but within the serve-stale
+	// window (RFC 8767). It must not allocate.
+	Stale(dst, msg []byte, q *dnswire.Query) ([]byte, bool)
 }
 
 // Sender delivers an answer that was not ready when Handle returned. It must
@@ -81,7 +96,11 @@ const (
 type Config struct {
 	Authority Authority
 	Upstream  Upstream
-	// Cache, when not nil, is consulted before forwarding.
+	// Cache, when not nil, is consulted before forwarding, stores the
+	// upstream's answers and serves stale ones when the upstream fails.
+	// Answers of the cluster zone and of ExternalName chases are not
+	// cached: the zone's are pre-packed already, and a chase mixes zone
+	// and upstream records whose lifetimes differ.
 	Cache Cache
 	// ClusterDomains are the cluster zones ("cluster.local"). A name under
 	// one of them is never sent upstream, even if the Authority says
@@ -124,6 +143,10 @@ type Resolver struct {
 	cancel   context.CancelFunc
 
 	bufs sync.Pool // *[]byte for asynchronous answers
+
+	// Upstream exchanges in the air, by key (flight.go).
+	fmu     sync.Mutex
+	flights map[string]*flight
 }
 
 const closedBit = int64(1) << 62
@@ -146,6 +169,7 @@ func New(cfg Config) (*Resolver, error) {
 		maxChase: cfg.MaxChase,
 		max:      int64(cfg.MaxInFlight),
 		drained:  make(chan struct{}),
+		flights:  make(map[string]*flight),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

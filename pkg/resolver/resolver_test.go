@@ -372,8 +372,9 @@ func TestMaxInFlightAndDrain(t *testing.T) {
 	snd := make(chanSender, 10)
 	s := NewScratch()
 	msg := rt.Query(t, "api.example.com.", dns.TypeA, 0)
-	for range 2 {
-		if out := r.Handle(s, nil, msg, UDP, snd, client); out != nil {
+	// Two names: identical queries would share one exchange.
+	for _, m := range [][]byte{msg, rt.Query(t, "www.example.org.", dns.TypeA, 0)} {
+		if out := r.Handle(s, nil, m, UDP, snd, client); out != nil {
 			t.Fatal("answered synchronously")
 		}
 	}
@@ -439,21 +440,25 @@ type fakeCache struct {
 	sets int
 }
 
-func (c *fakeCache) Get(dst, msg []byte, q *dnswire.Query) ([]byte, bool) {
+func (c *fakeCache) Get(dst, msg []byte, q *dnswire.Query) ([]byte, bool, bool) {
 	if c.msg == nil || string(q.Name()) != c.name {
-		return dst, false
+		return dst, false, false
 	}
 	start := len(dst)
 	dst = append(dst, c.msg...)
 	dnswire.SetID(dst[start:], q.ID)
-	return dst, true
+	return dst, true, false
 }
 
-func (c *fakeCache) Set(msg []byte, q *dnswire.Query, reply []byte) {
+func (c *fakeCache) Set(q *dnswire.Query, reply []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sets++
 }
+
+func (c *fakeCache) Fail(q *dnswire.Query) {}
+
+func (c *fakeCache) Stale(dst, msg []byte, q *dnswire.Query) ([]byte, bool) { return dst, false }
 
 func TestCacheSeam(t *testing.T) {
 	up := testUpstream(t)
