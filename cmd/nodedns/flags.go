@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodedns/nodedns/pkg/cache"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
@@ -37,6 +38,16 @@ type Config struct {
 	SetupRules        bool
 	SkipTeardown      bool
 	ReconcileInterval time.Duration
+
+	// Cache of forwarded answers (pkg/cache).
+	CacheSize      int
+	MaxTTL         time.Duration
+	MaxNegativeTTL time.Duration
+	ServeStale     time.Duration
+	Prefetch       bool
+
+	// Upgrade handoff (pkg/handoff, cmd/nodedns/handoff.go).
+	HandoffSocket string
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated values.
@@ -94,6 +105,12 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&cfg.SetupRules, "setup-rules", true, "install nftables rules (table inet nodedns) so DNS to and from the --listen addresses skips conntrack")
 	fs.BoolVar(&cfg.SkipTeardown, "skip-teardown", false, "on exit, leave the interface, its addresses and the rules in place")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", 5*time.Second, "how often to restore the interface, addresses and rules if someone removed them")
+	fs.IntVar(&cfg.CacheSize, "cache-size", cache.DefaultSize, "most answers of the upstream kept in the cache (fresh, stale and failed names); 0 disables the cache")
+	fs.DurationVar(&cfg.MaxTTL, "max-ttl", cache.DefaultMaxTTL, "cap on how long a forwarded answer is cached (at least 1s)")
+	fs.DurationVar(&cfg.MaxNegativeTTL, "max-negative-ttl", cache.DefaultMaxNegativeTTL, "cap on how long an NXDOMAIN or NODATA answer is cached (at least 1s)")
+	fs.DurationVar(&cfg.ServeStale, "serve-stale", cache.DefaultStaleWindow, "when the upstream fails, answer from an answer expired less than this long ago, with TTL 30s (RFC 8767); 0 disables")
+	fs.BoolVar(&cfg.Prefetch, "prefetch", true, "refresh popular cached answers shortly before they expire")
+	fs.StringVar(&cfg.HandoffSocket, "handoff-socket", "/run/nodedns/handoff.sock", "Unix socket over which a starting instance takes the listening sockets of the running one, so upgrades lose no query (a hostPath shared by old and new pod); empty disables")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

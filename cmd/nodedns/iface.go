@@ -21,8 +21,10 @@ var ifaceRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
 }, []string{"action"})
 
 // setupInterface binds the --listen addresses on the node-local interface
-// and returns its teardown.
-func setupInterface(ctx context.Context, cfg *Config, log *slog.Logger) (func(), error) {
+// and returns its teardown. successor, asked at teardown, reports whether
+// another instance serves these addresses now (the upgrade handoff);
+// served, whether this instance got as far as serving.
+func setupInterface(ctx context.Context, cfg *Config, log *slog.Logger, successor, served func() bool) (func(), error) {
 	var addrs []netip.Addr
 	var ports []uint16
 	for _, ap := range cfg.Listen {
@@ -67,8 +69,18 @@ func setupInterface(ctx context.Context, cfg *Config, log *slog.Logger) (func(),
 	return func() {
 		stopLoop()
 		<-loopDone
-		// A later "another instance serves these addresses" check (the
-		// upgrade handoff) belongs here, choosing Close over Teardown.
+		// Another instance serves these addresses (it adopted the link at
+		// its start and reconciles it): removing them would cut it off.
+		if successor() {
+			log.Info("node-local interface and rules left to the instance that serves them now", "link", cfg.InterfaceName)
+			ifc.Close()
+			return
+		}
+		if !served() && ifc.Adopted() {
+			log.Info("start failed on an adopted interface: left in place for the instance serving on it", "link", cfg.InterfaceName)
+			ifc.Close()
+			return
+		}
 		if cfg.SkipTeardown {
 			ifc.Close()
 			return

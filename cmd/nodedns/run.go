@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nodedns/nodedns/pkg/admin"
+	"github.com/nodedns/nodedns/pkg/cache"
 	"github.com/nodedns/nodedns/pkg/kube"
 	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/resolver"
@@ -35,8 +36,14 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	m := metrics.New()
 	m.Registry().MustRegister(ifaceRepairs)
 
+	// Set at shutdown when another instance serves our addresses: the
+	// interface and rules are then its, and stay.
+	var succeeded atomic.Bool
+	// Set once we serve: a start that fails before it must not remove a
+	// link it adopted, which the instance we meant to replace serves on.
+	var served atomic.Bool
 	if cfg.SetupInterface {
-		teardown, err := setupInterface(ctx, cfg, log)
+		teardown, err := setupInterface(ctx, cfg, log, succeeded.Load, served.Load)
 		if err != nil {
 			return err
 		}
@@ -65,9 +72,19 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var answers resolver.Cache // an interface nil when disabled, not a nil *cache.Cache
+	if cfg.CacheSize != 0 {
+		c, err := cache.New(cache.Config{Size: cfg.CacheSize, MaxTTL: cfg.MaxTTL, MaxNegativeTTL: cfg.MaxNegativeTTL,
+			StaleWindow: cfg.ServeStale, Prefetch: cfg.Prefetch})
+		if err != nil {
+			return fmt.Errorf("--cache-size, --max-ttl, --max-negative-ttl, --serve-stale: %w", err)
+		}
+		answers = c
+	}
 	res, err := resolver.New(resolver.Config{
 		Authority:       resolver.StoreAuthority{Store: store},
 		Upstream:        up,
+		Cache:           answers,
 		ClusterDomains:  cfg.ClusterDomains,
 		Logger:          log,
 		UpstreamTimeout: 2*cfg.UpstreamTimeout + time.Second,
@@ -79,7 +96,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	for i, ap := range cfg.Listen {
 		addrs[i] = ap.String()
 	}
-	srv, err := server.New(server.Config{Addrs: addrs, Resolver: res, Logger: log})
+	// Taken over from the running instance, if one answers on
+	// --handoff-socket; the server binds afresh whatever is not.
+	upg := takeOver(ctx, cfg, log)
+	defer upg.close()
+	srv, err := server.New(server.Config{Addrs: addrs, Resolver: res, Logger: log, Inherited: upg.dns})
 	if err != nil {
 		return err
 	}
@@ -103,27 +124,44 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			return nil
 		},
 	}
-	var https []*admin.Server
+	var https []*httpServer
 	for _, addr := range []string{cfg.HealthListen, cfg.MetricsListen} {
 		if addr == "" {
 			continue
 		}
-		h, err := admin.Listen(addr, admin.Handler(checks, m.Registry()), log)
+		h, err := upg.listenHTTP(addr, admin.Handler(checks, m.Registry()), log)
 		if err != nil {
 			srv.Shutdown(context.Background())
 			return err
 		}
 		https = append(https, h)
 	}
+	upg.listen(srv, https, checks.Ready)
+	served.Store(true)
 	log.Info("nodedns started", "dns", bound, "health", cfg.HealthListen, "metrics", cfg.MetricsListen,
 		"zones", cfg.ClusterDomains, "upstreams", up.Servers())
 
 	<-ctx.Done()
 	draining.Store(true)
-	log.Info("shutting down: not ready, still answering", "grace", cfg.ShutdownGrace)
-	sleepCtx(context.Background(), cfg.ShutdownGrace)
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	found, takesOver := upg.successor()
+	succeeded.Store(found)
+	if takesOver {
+		// It is ready on all our addresses, normally reading the very
+		// sockets we read (handed over): nothing to wait for. (Had it
+		// bound its own, say after the one we handed to crashed, a grace
+		// period would not save what queues in ours either: SO_REUSEPORT
+		// hashes flows to our socket until it closes.) HTTP first, so
+		// probes stop reaching our "draining" answer.
+		log.Info("shutting down: a successor serves our sockets; no grace period")
+		for _, h := range https {
+			h.Shutdown(stopCtx)
+		}
+	} else {
+		log.Info("shutting down: not ready, still answering", "grace", cfg.ShutdownGrace)
+		sleepCtx(context.Background(), cfg.ShutdownGrace)
+	}
 	err = srv.Shutdown(stopCtx)
 	for _, h := range https {
 		h.Shutdown(stopCtx)

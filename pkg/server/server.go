@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,15 @@ type Config struct {
 	// next whole message, and to take an answer; then it is closed (RFC 7766
 	// §6.2.3). Default 10s.
 	TCPIdleTimeout time.Duration
+	// Inherited are sockets already bound, typically received from the
+	// instance this one replaces (pkg/handoff). Start serves each of them
+	// instead of binding its address and protocol anew, and binds only what
+	// they do not cover. Every inherited UDP socket is read, even beyond
+	// UDPSockets: what queues in a socket nobody reads is lost once its
+	// other holders close it. Each Addr must be one of Addrs (port 0 never
+	// matches). Start takes ownership (Shutdown closes them, as does a
+	// failed Start); until Start is called the caller owns them.
+	Inherited []Listener
 }
 
 // Server serves DNS over UDP and TCP. Start and Shutdown are safe for
@@ -65,6 +75,7 @@ type Server struct {
 	stopping atomic.Bool // set under mu
 	udp      []*net.UDPConn
 	tcp      []net.Listener
+	lns      []Listener // udp and tcp with their addresses, for Listeners
 	conns    map[net.Conn]struct{}
 	done     chan struct{} // closed when Shutdown has finished
 	err      error         // Shutdown's result, set before done is closed
@@ -86,6 +97,9 @@ func New(cfg Config) (*Server, error) {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			return nil, fmt.Errorf("server: address %q: %w", a, err)
 		}
+	}
+	if err := checkInherited(cfg.Inherited, cfg.Addrs); err != nil {
+		return nil, err
 	}
 	if cfg.UDPSockets <= 0 {
 		cfg.UDPSockets = 1
@@ -128,15 +142,16 @@ func (s *Server) Start(ctx context.Context) ([]netip.AddrPort, error) {
 	}
 	var (
 		bound []netip.AddrPort
+		lns   []Listener
 		udp   []*net.UDPConn
 		tcp   []net.Listener
 	)
+	inherited := slices.Clone(s.cfg.Inherited) // adopt deletes from it
+	nInherited := len(inherited)
+	s.cfg.Inherited = nil // owned by Start from here: lns or fail
 	fail := func(err error) ([]netip.AddrPort, error) {
-		for _, c := range udp {
-			c.Close()
-		}
-		for _, l := range tcp {
-			l.Close()
+		for _, l := range append(lns, inherited...) {
+			l.close()
 		}
 		return nil, err
 	}
@@ -149,20 +164,37 @@ func (s *Server) Start(ctx context.Context) ([]netip.AddrPort, error) {
 			}
 			ap = netip.AddrPortFrom(ap.Addr(), p)
 		}
-		us, err := listenUDP(ctx, ap, s.cfg.UDPSockets, s.cfg.UDPReadBuffer)
-		udp = append(udp, us...)
+		inUDP, inTCP, err := s.adopt(&inherited, &lns, ap)
 		if err != nil {
-			return fail(fmt.Errorf("binding %s/udp: %w", a, err))
+			return fail(fmt.Errorf("inherited %s: %w", a, err))
 		}
-		l, err := listenTCP(ctx, ap)
-		if err != nil {
-			return fail(fmt.Errorf("binding %s/tcp: %w", a, err))
+		if n := s.cfg.UDPSockets - inUDP; n > 0 {
+			us, err := listenUDP(ctx, ap, n, s.cfg.UDPReadBuffer)
+			for _, c := range us {
+				lns = append(lns, Listener{Addr: ap, UDP: c})
+			}
+			if err != nil {
+				return fail(fmt.Errorf("binding %s/udp: %w", a, err))
+			}
 		}
-		tcp = append(tcp, l)
+		if !inTCP {
+			l, err := listenTCP(ctx, ap)
+			if err != nil {
+				return fail(fmt.Errorf("binding %s/tcp: %w", a, err))
+			}
+			lns = append(lns, Listener{Addr: ap, TCP: l.(*net.TCPListener)})
+		}
 		bound = append(bound, ap)
 	}
+	for _, l := range lns {
+		if l.UDP != nil {
+			udp = append(udp, l.UDP)
+		} else {
+			tcp = append(tcp, l.TCP)
+		}
+	}
 	s.started = true
-	s.udp, s.tcp = udp, tcp
+	s.udp, s.tcp, s.lns = udp, tcp, lns
 	for _, c := range udp {
 		snd := &udpSender{conn: c, log: s.log}
 		for range s.cfg.UDPReaders {
@@ -174,7 +206,7 @@ func (s *Server) Start(ctx context.Context) ([]netip.AddrPort, error) {
 		s.wg.Add(1)
 		go s.acceptTCP(l)
 	}
-	s.log.Info("serving DNS", slog.Any("addrs", bound))
+	s.log.Info("serving DNS", slog.Any("addrs", bound), slog.Int("inherited_sockets", nInherited))
 	return bound, nil
 }
 

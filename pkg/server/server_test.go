@@ -401,7 +401,7 @@ func TestShutdown(t *testing.T) {
 	up := &rt.Upstream{ExchangeFunc: func(ctx context.Context, q []byte) ([]byte, error) {
 		entered <- struct{}{}
 		<-release
-		return rt.Static(t, "api.example.com. 60 IN A 192.0.2.10").ExchangeFunc(ctx, q)
+		return rt.Static(t, "api.example.com. 60 IN A 192.0.2.10", "tcp.example.com. 60 IN A 192.0.2.11").ExchangeFunc(ctx, q)
 	}}
 	r, _ := resolver.New(resolver.Config{Authority: testZone(t), Upstream: up})
 	srv, err := New(Config{Addrs: []string{"127.0.0.1:0"}, Resolver: r})
@@ -417,16 +417,18 @@ func TestShutdown(t *testing.T) {
 	}
 	addr := bound[0].String()
 
-	// One UDP and one TCP query wait for the upstream while we shut down.
+	// One UDP and one TCP query wait for the upstream while we shut down
+	// (different names: the resolver merges identical misses into one
+	// exchange, and each must reach the upstream).
 	type result struct {
 		m   *dns.Msg
 		err error
 	}
 	results := make(chan result, 2)
-	for _, proto := range []string{"udp", "tcp"} {
+	for _, q := range []struct{ proto, name string }{{"udp", "api.example.com."}, {"tcp", "tcp.example.com."}} {
 		go func() {
-			c := &dns.Client{Net: proto, Timeout: 10 * time.Second}
-			m, _, err := c.Exchange(msg("api.example.com.", dns.TypeA, 0), addr)
+			c := &dns.Client{Net: q.proto, Timeout: 10 * time.Second}
+			m, _, err := c.Exchange(msg(q.name, dns.TypeA, 0), addr)
 			results <- result{m, err}
 		}()
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,6 +66,9 @@ func freePort(t testing.TB) int {
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	// A handoff socket of the test's own (the flag given last wins), not
+	// the host's /run/nodedns.
+	args = append([]string{"--handoff-socket", filepath.Join(t.TempDir(), "handoff.sock")}, args...)
 	d.cmd = exec.Command(nodednsBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

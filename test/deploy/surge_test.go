@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,8 @@ func TestSurgeNeedsSideBySide(t *testing.T) {
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--upstream", "127.0.0.1:9",
 		"--shutdown-grace=0s",
+		// Shared by both instances, as the DaemonSet's hostPath is.
+		"--handoff-socket", filepath.Join(t.TempDir(), "handoff.sock"),
 	}
 	ready := "http://" + health + "/ready"
 	old := startDaemon(t, args...)

@@ -114,6 +114,9 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 		"--setup-interface=false",
 		"--shutdown-grace=0s",
 		"--log-level=debug",
+		// Its own handoff socket: daemons of other tests must not take
+		// over each other's sockets, nor write under the host's /run.
+		"--handoff-socket", filepath.Join(t.TempDir(), "handoff.sock"),
 	}, args...)
 	d.cmd = exec.Command(nodednsBin, all...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs

@@ -102,6 +102,9 @@ func startDaemon(t *testing.T, ns *ifacetest.NetNS, extra ...string) *daemon {
 		"--upstream", "127.0.0.1:5399", // never asked: the tests ask the cluster zone only
 		"--shutdown-grace=0s",
 		"--log-level", "debug",
+		// Per test unless extra names one (the last flag wins): never
+		// the host's /run, never another test's daemon.
+		"--handoff-socket", filepath.Join(t.TempDir(), "handoff.sock"),
 	}, extra...)
 	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	// ip netns exec execs nodedns in place: the PID is nodedns's own.

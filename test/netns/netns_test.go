@@ -152,3 +152,32 @@ func notrackPackets(t *testing.T, ruleset, match string) int {
 	n, _ := strconv.Atoi(m[1])
 	return n
 }
+
+// TestFailedStartLeavesServingInstanceAlone: a second instance that adopts
+// the link and then fails to start (here: a zone file that does not exist)
+// must not tear down the link the first instance serves on.
+func TestFailedStartLeavesServingInstanceAlone(t *testing.T) {
+	tp := newTopology(t)
+	first := startDaemon(t, tp.node)
+	first.waitAnswer(tp.pod, localV4)
+
+	failing := startDaemon(t, tp.node, "--zone-file", "/nonexistent/zone.yaml")
+	select {
+	case <-failing.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("an instance with a missing zone file kept running")
+	}
+	if failing.err == nil {
+		t.Fatal("an instance with a missing zone file exited 0")
+	}
+	if !strings.Contains(failing.logs.String(), "adopted=true") {
+		t.Fatalf("the failing instance did not adopt the link first; the test proves nothing:\n%s", failing.logs)
+	}
+	if !linkExists(t, tp.node) || !tableExists(t, tp.node) {
+		t.Fatalf("a failed start removed the link or table the running instance serves on:\n%s", failing.logs)
+	}
+	if out, err := dig(tp.pod, localV4); err != nil || out != webIP {
+		t.Errorf("the running instance no longer answers after a failed start: %q %v", out, err)
+	}
+	exitedCleanly(t, first.stop(syscall.SIGTERM))
+}
