@@ -80,11 +80,13 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			return fmt.Errorf("--cache-size, --max-ttl, --max-negative-ttl, --serve-stale: %w", err)
 		}
 		answers = c
+		m.RegisterCache(c.Stats)
 	}
 	res, err := resolver.New(resolver.Config{
 		Authority:       resolver.StoreAuthority{Store: store},
 		Upstream:        up,
 		Cache:           answers,
+		Metrics:         m,
 		ClusterDomains:  cfg.ClusterDomains,
 		Logger:          log,
 		UpstreamTimeout: 2*cfg.UpstreamTimeout + time.Second,

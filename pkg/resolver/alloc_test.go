@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/metrics"
 	rt "github.com/nodedns/nodedns/pkg/resolver/resolvertest"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
@@ -17,7 +18,8 @@ func TestZonePathAllocs(t *testing.T) {
 	up := testUpstream(t)
 	reply, _ := up.ExchangeFunc(context.Background(), rt.Query(t, "cached.example.com.", dns.TypeA, 0))
 	c := &fakeCache{name: string(rt.Wire(t, "cached.example.com.")), msg: reply}
-	r := newResolver(t, testZone(t), up, func(cfg *Config) { cfg.Cache = c })
+	// With metrics on: counting an answer must not allocate either.
+	r := newResolver(t, testZone(t), up, func(cfg *Config) { cfg.Cache = c; cfg.Metrics = metrics.New() })
 	tests := []struct {
 		name  string
 		msg   []byte

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
@@ -22,6 +24,7 @@ type job struct {
 	chase []byte // actChase: the CNAME target
 	snd   Sender
 	addr  netip.AddrPort
+	start time.Time // when the query was read, for the duration metric
 }
 
 // newJob copies the query, and for a chase the records and target, into
@@ -55,6 +58,7 @@ func (r *Resolver) runAsync(j *job) {
 	out := r.chase(ctx, j, (*bp)[:0])
 	if out != nil {
 		j.snd.Send(out, j.addr)
+		r.observe(out, &j.q, j.proto, metrics.SourceUpstream, j.start)
 	}
 	if cap(out) <= 64<<10 {
 		*bp = out[:0] // keep the buffer if it grew, within reason

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/metrics"
 )
 
 // Coalescing: identical misses in the air go upstream once (SPEC: "Identical
@@ -121,7 +122,7 @@ func (r *Resolver) prefetch(q *dnswire.Query, msg []byte) {
 
 // resolveForward waits for the flight of q (parsed from msg) and appends
 // the answer to dst: Resolve's forward.
-func (r *Resolver) resolveForward(ctx context.Context, dst, msg []byte, q *dnswire.Query, proto Proto) []byte {
+func (r *Resolver) resolveForward(ctx context.Context, dst, msg []byte, q *dnswire.Query, proto Proto) ([]byte, metrics.Source) {
 	fl := r.await(q, msg)
 	select {
 	case <-fl.done:
@@ -157,8 +158,9 @@ func (r *Resolver) lead(fl *flight) {
 
 	bp := r.bufs.Get().(*[]byte)
 	for _, w := range waiters {
-		out := r.answer((*bp)[:0], fl, w.msg, &w.q, w.proto)
+		out, src := r.answer((*bp)[:0], fl, w.msg, &w.q, w.proto)
 		w.snd.Send(out, w.addr)
+		r.observe(out, &w.q, w.proto, src, w.start)
 		if cap(out) <= 64<<10 {
 			*bp = out[:0] // keep the buffer if it grew, within reason
 		}
@@ -196,11 +198,12 @@ func (r *Resolver) exchange(ctx context.Context, fl *flight) ([]byte, error) {
 	return reply, nil
 }
 
-// answer appends fl's result readdressed to the query q parsed from msg.
-func (r *Resolver) answer(dst []byte, fl *flight, msg []byte, q *dnswire.Query, proto Proto) []byte {
+// answer appends fl's result readdressed to the query q parsed from msg,
+// and says where it came from.
+func (r *Resolver) answer(dst []byte, fl *flight, msg []byte, q *dnswire.Query, proto Proto) ([]byte, metrics.Source) {
 	if fl.err == nil {
 		if out, ok := dnswire.AppendRelay(dst, msg, q, fl.reply, &fl.layout, uint16(r.udpSize)); ok {
-			return r.fit(out, len(dst), msg, q, proto)
+			return r.fit(out, len(dst), msg, q, proto), metrics.SourceUpstream
 		}
 	}
 	return r.fallback(dst, msg, q, proto)
@@ -208,11 +211,11 @@ func (r *Resolver) answer(dst []byte, fl *flight, msg []byte, q *dnswire.Query, 
 
 // fallback answers a query the upstream could not: from stale data when
 // the cache has some (RFC 8767), else SERVFAIL.
-func (r *Resolver) fallback(dst, msg []byte, q *dnswire.Query, proto Proto) []byte {
+func (r *Resolver) fallback(dst, msg []byte, q *dnswire.Query, proto Proto) ([]byte, metrics.Source) {
 	if r.cache != nil {
 		if out, ok := r.cache.Stale(dst, msg, q); ok {
-			return r.fit(out, len(dst), msg, q, proto)
+			return r.fit(out, len(dst), msg, q, proto), metrics.SourceStale
 		}
 	}
-	return r.respond(dst, msg, q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure})
+	return r.respond(dst, msg, q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure}), metrics.SourceLocal
 }

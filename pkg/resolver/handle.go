@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
@@ -30,21 +32,27 @@ const (
 // get SERVFAIL at once (or a stale answer, RFC 8767). The zone path and
 // cache hits do not allocate. Handle does not keep msg, dst or s.
 func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, addr netip.AddrPort) []byte {
+	start := time.Now()
 	out, act, res := r.local(s, dst, msg, proto)
 	switch act {
 	case actReply:
+		r.observe(out[len(dst):], &s.q, proto, s.src, start)
 		return out
 	case actDrop:
 		return nil
 	}
 	if snd == nil || !r.acquire() {
+		src := metrics.SourceLocal
 		if act == actForward {
-			return r.fallback(dst, msg, &s.q, proto)
+			out, src = r.fallback(dst, msg, &s.q, proto)
+		} else {
+			out = r.respond(dst, msg, &s.q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure})
 		}
-		return r.respond(dst, msg, &s.q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure})
+		r.observe(out[len(dst):], &s.q, proto, src, start)
+		return out
 	}
 	j := newJob(&s.q, msg, proto, act, &res)
-	j.snd, j.addr = snd, addr
+	j.snd, j.addr, j.start = snd, addr, start
 	if act == actForward {
 		r.join(j)
 		return nil
@@ -58,20 +66,28 @@ func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, 
 // for tests. ctx bounds the wait (UpstreamTimeout applies too). It returns
 // dst with the answer appended, or nil when the message is to be dropped.
 func (r *Resolver) Resolve(ctx context.Context, s *Scratch, dst, msg []byte, proto Proto) []byte {
+	start := time.Now()
 	out, act, res := r.local(s, dst, msg, proto)
 	switch act {
 	case actReply:
+		r.observe(out[len(dst):], &s.q, proto, s.src, start)
 		return out
 	case actDrop:
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	src := metrics.SourceUpstream
 	if act == actForward {
-		return r.resolveForward(ctx, dst, msg, &s.q, proto)
+		out, src = r.resolveForward(ctx, dst, msg, &s.q, proto)
+	} else {
+		j := job{q: s.q, msg: msg, proto: proto, act: act, rec: res.Records, an: res.An, chase: res.Chase}
+		out = r.chase(ctx, &j, dst)
 	}
-	j := job{q: s.q, msg: msg, proto: proto, act: act, rec: res.Records, an: res.An, chase: res.Chase}
-	return r.chase(ctx, &j, dst)
+	if out != nil {
+		r.observe(out[len(dst):], &s.q, proto, src, start)
+	}
+	return out
 }
 
 // local parses msg and answers everything that needs no network. It runs on
@@ -84,8 +100,10 @@ func (r *Resolver) local(s *Scratch, dst, msg []byte, proto Proto) ([]byte, acti
 		if !reply {
 			return nil, actDrop, zone.Result{}
 		}
+		s.src = metrics.SourceLocal
 		return r.respond(dst, msg, q, proto, &dnswire.Answer{Rcode: rcode}), actReply, zone.Result{}
 	}
+	s.src = metrics.SourceLocal // errors and refusals below; the zone and cache say otherwise
 	if q.EDNS && q.Version > 0 {
 		// RFC 6891 §6.1.3: answer BADVERS, with our version (0), unprocessed.
 		return r.respond(dst, msg, q, proto, &dnswire.Answer{Rcode: dnswire.RcodeBadVers}), actReply, zone.Result{}
@@ -104,6 +122,10 @@ func (r *Resolver) local(s *Scratch, dst, msg []byte, proto Proto) ([]byte, acti
 
 	res := r.auth.Lookup(q.Name(), q.Type, s.zbuf[:0])
 	a := dnswire.Answer{AA: true, Records: res.Records, An: res.An, Ns: res.Ns, Ar: res.Ar}
+	s.src = metrics.SourceZone
+	if res.Kind == zone.KindSearchSuffix {
+		s.src = metrics.SourceSearchSuffix
+	}
 	switch res.Kind {
 	case zone.KindAnswer, zone.KindNoData:
 		a.Rcode = dnswire.RcodeSuccess
@@ -125,6 +147,7 @@ func (r *Resolver) local(s *Scratch, dst, msg []byte, proto Proto) ([]byte, acti
 // outside handles a name the zone does not own.
 func (r *Resolver) outside(s *Scratch, dst, msg []byte, proto Proto) ([]byte, action, zone.Result) {
 	q := &s.q
+	s.src = metrics.SourceLocal
 	if r.inCluster(q.Name()) {
 		return r.respond(dst, msg, q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure}), actReply, zone.Result{}
 	}
@@ -136,6 +159,7 @@ func (r *Resolver) outside(s *Scratch, dst, msg []byte, proto Proto) ([]byte, ac
 	}
 	if r.cache != nil {
 		if out, hit, prefetch := r.cache.Get(dst, msg, q); hit {
+			s.src = metrics.SourceCache
 			if prefetch {
 				r.prefetch(q, msg) // allocates, once per entry's life
 			}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
@@ -110,6 +111,9 @@ type Config struct {
 	// Logger receives failures of asynchronous work at debug level; nil
 	// discards.
 	Logger *slog.Logger
+	// Metrics counts every answer by transport, qtype, rcode and source;
+	// nil counts nothing.
+	Metrics *metrics.Metrics
 	// UpstreamTimeout bounds the whole upstream part of one query (all the
 	// exchanges of a CNAME chase included); default 5s.
 	UpstreamTimeout time.Duration
@@ -129,6 +133,7 @@ type Resolver struct {
 	up       Upstream
 	cache    Cache
 	log      *slog.Logger
+	metrics  *metrics.Metrics
 	timeout  time.Duration
 	udpSize  int
 	maxChase int
@@ -160,6 +165,7 @@ func New(cfg Config) (*Resolver, error) {
 		return nil, errors.New("resolver: no Upstream")
 	}
 	r := &Resolver{
+		metrics:  cfg.Metrics,
 		auth:     cfg.Authority,
 		up:       cfg.Upstream,
 		cache:    cfg.Cache,
@@ -228,6 +234,7 @@ func wireDomain(d string) ([]byte, error) {
 type Scratch struct {
 	q    dnswire.Query
 	zbuf []byte
+	src  metrics.Source // where local's answer came from
 }
 
 // NewScratch returns a Scratch.
@@ -267,4 +274,16 @@ func (r *Resolver) release() {
 	if r.inflight.Add(-1) == closedBit {
 		r.signalDrained()
 	}
+}
+
+// observe counts the answer reply (a whole message) to q.
+func (r *Resolver) observe(reply []byte, q *dnswire.Query, proto Proto, src metrics.Source, start time.Time) {
+	if r.metrics == nil || len(reply) < dnswire.HeaderLen {
+		return
+	}
+	t := metrics.UDP
+	if proto == TCP {
+		t = metrics.TCP
+	}
+	r.metrics.Query(t, q.Type, reply[3]&0x0F, src, time.Since(start))
 }
