@@ -48,6 +48,9 @@ type Config struct {
 
 	// Upgrade handoff (pkg/handoff, cmd/nodedns/handoff.go).
 	HandoffSocket string
+
+	// Server-side search (pkg/resolver/autopath.go).
+	Autopath bool
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated values.
@@ -111,6 +114,7 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&cfg.ServeStale, "serve-stale", cache.DefaultStaleWindow, "when the upstream fails, answer from an answer expired less than this long ago, with TTL 30s (RFC 8767); 0 disables")
 	fs.BoolVar(&cfg.Prefetch, "prefetch", true, "refresh popular cached answers shortly before they expire")
 	fs.StringVar(&cfg.HandoffSocket, "handoff-socket", "/run/nodedns/handoff.sock", "Unix socket over which a starting instance takes the listening sockets of the running one, so upgrades lose no query (a hostPath shared by old and new pod); empty disables")
+	fs.BoolVar(&cfg.Autopath, "autopath", false, "server-side search: answer <name>.<ns>.svc.<zone> from a Pod of namespace <ns> on this node (UDP) with a CNAME to the first name of the rest of its search list that exists, in one round trip; watches this node's Pods (needs --node-name)")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

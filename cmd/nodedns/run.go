@@ -82,7 +82,20 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		answers = c
 		m.RegisterCache(c.Stats)
 	}
+	var search []string // the node's search domains, for --autopath
+	if cfg.Autopath {
+		// A missing search domain would make autopath answer a name the
+		// client's own walk would not reach: no guessing.
+		rc, err := upstream.ReadResolvConf(cfg.ResolvConf)
+		if rc == nil {
+			return fmt.Errorf("--autopath: the node's search domains: %w", err)
+		}
+		search = rc.Search
+	}
 	res, err := resolver.New(resolver.Config{
+		Autopath:        cfg.Autopath,
+		SearchDomains:   search,
+		PodNamespace:    func(a netip.Addr) (string, bool) { return store.Load().PodNamespace(a) },
 		Authority:       resolver.StoreAuthority{Store: store},
 		Upstream:        up,
 		Cache:           answers,
@@ -205,6 +218,12 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *met
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	scope := kube.PodsNone
+	if cfg.Autopath {
+		if cfg.NodeName == "" {
+			return errors.New("--autopath needs --node-name (or NODE_NAME): it watches the Pods of this node")
+		}
+		scope = kube.PodsNode // source IP -> namespace of this node's Pods
+	}
 	if cfg.PodMode == zone.PodsVerified {
 		scope = kube.PodsAll // a Pod's IP may be asked for from any node
 	}

@@ -159,8 +159,9 @@ func (r *Resolver) lead(fl *flight) {
 	bp := r.bufs.Get().(*[]byte)
 	for _, w := range waiters {
 		out, src := r.answer((*bp)[:0], fl, w.msg, &w.q, w.proto)
-		w.snd.Send(out, w.addr)
+		// Counted before it is sent: whoever got the answer finds it counted.
 		r.observe(out, &w.q, w.proto, src, w.start)
+		w.snd.Send(out, w.addr)
 		if cap(out) <= 64<<10 {
 			*bp = out[:0] // keep the buffer if it grew, within reason
 		}

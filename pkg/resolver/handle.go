@@ -31,11 +31,17 @@ const (
 // goroutine, through snd.Send(answer, addr); with a nil snd such queries
 // get SERVFAIL at once (or a stale answer, RFC 8767). The zone path and
 // cache hits do not allocate. Handle does not keep msg, dst or s.
+//
+// With Config.Autopath, a zone NXDOMAIN for X.<ns>.svc.<zone> from a Pod of
+// namespace ns (addr) is finished later through snd too (autopath.go).
 func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, addr netip.AddrPort) []byte {
 	start := time.Now()
 	out, act, res := r.local(s, dst, msg, proto)
 	switch act {
 	case actReply:
+		if s.nx && r.podNS != nil && snd != nil && r.startAutopath(s, out[len(dst):], msg, proto, snd, addr, start) {
+			return nil // answered by runAutopath
+		}
 		r.observe(out[len(dst):], &s.q, proto, s.src, start)
 		return out
 	case actDrop:
@@ -94,6 +100,7 @@ func (r *Resolver) Resolve(ctx context.Context, s *Scratch, dst, msg []byte, pro
 // the caller's goroutine and must not allocate.
 func (r *Resolver) local(s *Scratch, dst, msg []byte, proto Proto) ([]byte, action, zone.Result) {
 	q := &s.q
+	s.nx = false
 	if err := dnswire.ParseQuery(msg, q); err != nil {
 		e, _ := err.(dnswire.Error) // always one; the zero Error means FORMERR
 		rcode, reply := e.Rcode()
@@ -131,6 +138,7 @@ func (r *Resolver) local(s *Scratch, dst, msg []byte, proto Proto) ([]byte, acti
 		a.Rcode = dnswire.RcodeSuccess
 	case zone.KindNXDomain, zone.KindSearchSuffix:
 		a.Rcode = dnswire.RcodeNameError
+		s.nx = true
 	case zone.KindNotSynced:
 		// SERVFAIL, never a false NXDOMAIN, until synced (SPEC).
 		a = dnswire.Answer{Rcode: dnswire.RcodeServerFailure}

@@ -125,6 +125,20 @@ type Config struct {
 	UDPSize int
 	// MaxChase bounds the CNAME hops followed for an ExternalName; default 8.
 	MaxChase int
+
+	// Autopath turns on server-side search (autopath.go): a UDP query for
+	// X.<ns>.svc.<zone> that the zone answers NXDOMAIN, from a Pod of
+	// namespace ns (PodNamespace), is answered with a CNAME to the first
+	// name of the rest of the Pod's search list that exists. PodNamespace
+	// is then required.
+	Autopath bool
+	// SearchDomains are the node's search domains, which kubelet appends
+	// to every Pod's search list (autopath candidates after the cluster ones).
+	SearchDomains []string
+	// PodNamespace returns the namespace of the Pod with that IP on this
+	// node, if there is exactly one; hostNetwork Pods must not be found.
+	// It must be safe for concurrent use and should not allocate.
+	PodNamespace func(netip.Addr) (string, bool)
 }
 
 // Resolver answers queries. Its methods are safe for concurrent use.
@@ -139,6 +153,11 @@ type Resolver struct {
 	maxChase int
 	max      int64
 	cluster  [][]byte // wire form, lowercase
+
+	// Autopath (autopath.go); podNS is nil when it is off.
+	podNS  func(netip.Addr) (string, bool)
+	svc    [][]byte // "svc." + cluster[i], wire
+	search [][]byte // node search domains, wire
 
 	// inflight counts asynchronous queries; closedBit is set by Drain.
 	inflight atomic.Int64
@@ -201,6 +220,20 @@ func New(cfg Config) (*Resolver, error) {
 			return nil, fmt.Errorf("resolver: cluster domain %q: %w", d, err)
 		}
 		r.cluster = append(r.cluster, w)
+		r.svc = append(r.svc, append([]byte("\x03svc"), w...))
+	}
+	if cfg.Autopath {
+		if cfg.PodNamespace == nil {
+			return nil, errors.New("resolver: Autopath needs PodNamespace")
+		}
+		r.podNS = cfg.PodNamespace
+		for _, d := range cfg.SearchDomains {
+			w, err := wireDomain(d)
+			if err != nil {
+				return nil, fmt.Errorf("resolver: search domain %q: %w", d, err)
+			}
+			r.search = append(r.search, w)
+		}
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
 	r.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
@@ -235,6 +268,7 @@ type Scratch struct {
 	q    dnswire.Query
 	zbuf []byte
 	src  metrics.Source // where local's answer came from
+	nx   bool           // local's answer is the zone's NXDOMAIN (autopath)
 }
 
 // NewScratch returns a Scratch.
