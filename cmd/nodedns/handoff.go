@@ -10,11 +10,9 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/nodedns/nodedns/pkg/admin"
 	"github.com/nodedns/nodedns/pkg/handoff"
 	"github.com/nodedns/nodedns/pkg/server"
 )
@@ -162,10 +160,10 @@ func (u *upgrade) adopt(socks []handoff.Socket) (err error) {
 	return nil
 }
 
-// httpServer is one HTTP listener: admin's handler on a listener that is
-// inherited or bound here (admin.Listen binds by address only).
+// httpServer is one HTTP listener, inherited or bound here, and the
+// server on it.
 type httpServer struct {
-	srv *http.Server
+	*admin.Server
 	ln  *net.TCPListener
 	key handoff.Key
 }
@@ -181,38 +179,14 @@ func (u *upgrade) listenHTTP(addr string, h http.Handler, log *slog.Logger) (*ht
 	if ls := u.http[k]; len(ls) > 0 {
 		ln, u.http[k] = ls[0], ls[1:]
 	} else {
-		lc := net.ListenConfig{Control: reusePort}
+		lc := net.ListenConfig{Control: server.ReusePort}
 		l, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("http listen %s: %w", addr, err)
 		}
 		ln = l.(*net.TCPListener)
 	}
-	s := &httpServer{key: k, ln: ln, srv: &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "addr", addr, "err", err)
-		}
-	}()
-	return s, nil
-}
-
-// Shutdown stops accepting (closing our copy of the listener only, when a
-// successor holds it too) and waits for requests in progress.
-func (s *httpServer) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
-
-func reusePort(_, _ string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
+	return &httpServer{Server: admin.Serve(ln, h, log), ln: ln, key: k}, nil
 }
 
 // listen serves the handoff socket for our successor, then tells the

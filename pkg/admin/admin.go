@@ -60,34 +60,27 @@ func reply(w http.ResponseWriter, err error) {
 	fmt.Fprintln(w, "ok")
 }
 
-// Server is one HTTP listener.
+// Server is the HTTP server on one listener.
 type Server struct {
 	srv *http.Server
-	ln  net.Listener
 }
 
-// Listen binds addr now, so a bad address fails start-up with a clear error.
-func Listen(addr string, h http.Handler, logger *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("http listen %s: %w", addr, err)
-	}
+// Serve serves h on ln (bound by the caller: fresh, or inherited from the
+// previous instance) until Shutdown.
+func Serve(ln net.Listener, h http.Handler, logger *slog.Logger) *Server {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	s := &Server{srv: srv, ln: ln}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("http server stopped", "addr", addr, "err", err)
+			logger.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	return s, nil
+	return &Server{srv: srv}
 }
 
-// Addr is the bound address (useful with port 0).
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-// Shutdown stops the listener; safe to call twice.
+// Shutdown stops accepting (closing this process's copy of the listener)
+// and waits for requests in progress; safe to call twice.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }

@@ -4,6 +4,6 @@ package server
 
 import "syscall"
 
-// reusePort is a no-op off Linux: one socket per address (UDPSockets > 1
+// ReusePort is a no-op off Linux: one socket per address (UDPSockets > 1
 // then fails to bind).
-func reusePort(network, address string, c syscall.RawConn) error { return nil }
+func ReusePort(network, address string, c syscall.RawConn) error { return nil }

@@ -15,7 +15,7 @@ import (
 )
 
 func listenTCP(ctx context.Context, ap netip.AddrPort) (net.Listener, error) {
-	lc := net.ListenConfig{Control: reusePort}
+	lc := net.ListenConfig{Control: ReusePort}
 	return lc.Listen(ctx, tcpNetwork(ap.Addr()), ap.String())
 }
 

@@ -21,7 +21,7 @@ import (
 
 // listenUDP binds n SO_REUSEPORT sockets on ap.
 func listenUDP(ctx context.Context, ap netip.AddrPort, n, rcvbuf int) ([]*net.UDPConn, error) {
-	lc := net.ListenConfig{Control: reusePort}
+	lc := net.ListenConfig{Control: ReusePort}
 	var conns []*net.UDPConn
 	for range n {
 		pc, err := lc.ListenPacket(ctx, udpNetwork(ap.Addr()), ap.String())
