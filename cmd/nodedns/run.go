@@ -68,7 +68,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 
-	up, err := newUpstream(cfg, log)
+	up, upstreams, err := newUpstream(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	upg.listen(srv, https, checks.Ready)
 	served.Store(true)
 	log.Info("nodedns started", "dns", bound, "health", cfg.HealthListen, "metrics", cfg.MetricsListen,
-		"zones", cfg.ClusterDomains, "upstreams", up.Servers())
+		"zones", cfg.ClusterDomains, "upstreams", upstreams)
 
 	<-ctx.Done()
 	draining.Store(true)
@@ -236,20 +236,42 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *met
 	return w.Start(ctx)
 }
 
+// systemdResolvConf lists the servers systemd-resolved forwards to; used
+// when /etc/resolv.conf names only its loopback stub (127.0.0.53).
+const systemdResolvConf = "/run/systemd/resolve/resolv.conf"
+
+// errNoUpstream answers every forwarded query when no upstream is known:
+// SERVFAIL for names outside the zone, while the zone keeps answering.
+var errNoUpstream = errors.New("no upstream server configured")
+
+type noUpstream struct{}
+
+func (noUpstream) Exchange(context.Context, []byte) ([]byte, error) { return nil, errNoUpstream }
+
 // newUpstream builds the forwarder from --upstream or resolv.conf, never
 // including our own listen addresses (a resolv.conf that points at nodedns
-// itself would loop).
-func newUpstream(cfg *Config, log *slog.Logger) (*upstream.Forwarder, error) {
+// itself would loop). With none left it logs an error and returns an
+// Upstream that fails: the cluster zone is still worth serving.
+func newUpstream(cfg *Config, log *slog.Logger) (resolver.Upstream, []netip.AddrPort, error) {
 	servers := cfg.Upstreams
 	if len(servers) == 0 {
-		rc, err := upstream.ReadResolvConf(cfg.ResolvConf)
-		if err != nil {
-			return nil, fmt.Errorf("upstreams from %s (or give --upstream): %w", cfg.ResolvConf, err)
+		paths := []string{cfg.ResolvConf}
+		if cfg.ResolvConf == "/etc/resolv.conf" {
+			paths = append(paths, systemdResolvConf)
 		}
-		for _, s := range rc.Skipped {
-			log.Warn("resolv.conf: nameserver skipped", "server", s.Server, "reason", s.Reason)
+		for _, path := range paths {
+			rc, err := upstream.ReadResolvConf(path)
+			if rc != nil {
+				for _, s := range rc.Skipped {
+					log.Warn("resolv.conf: nameserver skipped", "path", path, "server", s.Server, "reason", s.Reason)
+				}
+			}
+			if err == nil {
+				servers = rc.Servers
+				break
+			}
+			log.Warn("no upstream from resolv.conf", "path", path, "err", err)
 		}
-		servers = rc.Servers
 	}
 	servers = slices.DeleteFunc(slices.Clone(servers), func(s netip.AddrPort) bool {
 		for _, l := range cfg.Listen {
@@ -261,9 +283,11 @@ func newUpstream(cfg *Config, log *slog.Logger) (*upstream.Forwarder, error) {
 		return false
 	})
 	if len(servers) == 0 {
-		return nil, errors.New("no usable upstream server: give --upstream")
+		log.Error("no usable upstream server: names outside the cluster zone get SERVFAIL; give --upstream")
+		return noUpstream{}, nil, nil
 	}
-	return upstream.New(upstream.Config{Servers: servers, Timeout: cfg.UpstreamTimeout, Logger: log})
+	f, err := upstream.New(upstream.Config{Servers: servers, Timeout: cfg.UpstreamTimeout, Logger: log})
+	return f, servers, err
 }
 
 // nsAddrs are the addresses published for ns.dns.<zone>: our listen IPs,

@@ -98,3 +98,27 @@ func TestZoneFileBadAtStart(t *testing.T) {
 		t.Errorf("error does not name the file: %s", d.logs.String())
 	}
 }
+
+// TestNoUsableUpstream: a resolv.conf naming only a loopback stub (which
+// would loop) leaves no upstream. nodedns still starts and serves the
+// cluster zone, answers other names SERVFAIL, and says why in its log.
+func TestNoUsableUpstream(t *testing.T) {
+	resolvConf := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte("nameserver 127.0.0.53\noptions edns0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, "--zone-file", exampleZone(t), "--resolv-conf", resolvConf)
+	d.waitReady(10 * time.Second)
+	if got := firstA(d, "web.default.svc.cluster.local."); got != "10.96.0.50" {
+		t.Errorf("cluster name without upstreams = %q, want 10.96.0.50", got)
+	}
+	r, err := d.query("udp", "api.example.com.", dns.TypeA)
+	if err != nil || r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("outside name without upstreams: %v %v, want SERVFAIL", r, err)
+	}
+	for _, want := range []string{"127.0.0.53", "no usable upstream server"} {
+		if !strings.Contains(d.logs.String(), want) {
+			t.Errorf("log does not mention %q", want)
+		}
+	}
+}
