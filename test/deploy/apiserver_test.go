@@ -21,6 +21,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
+	"github.com/nodedns/nodedns/internal/testproc"
 	"github.com/nodedns/nodedns/test/e2e/kubeenv"
 )
 
@@ -136,14 +137,14 @@ func TestAgainstAPIServer(t *testing.T) {
 
 		// --pods verified watches every Pod, so all four resources are
 		// listed and watched before /ready turns 200.
-		health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		health := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
+		metrics := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 		d := startDaemon(t,
 			"--kubeconfig", kubeconfig,
 			"--pods", "verified",
 			"--node-name", "node-a",
 			"--setup-interface=false",
-			"--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--listen", fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t)),
 			"--health-listen", health,
 			"--metrics-listen", metrics,
 			"--upstream", "127.0.0.1:9",

@@ -1,71 +1,31 @@
 package deploy
 
 import (
-	"bytes"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nodedns/nodedns/internal/testproc"
 )
 
 // daemon is one running nodedns process.
 type daemon struct {
 	t    testing.TB
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testproc.SyncBuffer
 	done chan struct{}
 	err  error // set before done closes
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// freePort returns a loopback port free for both UDP and TCP a moment ago
-// (the daemon takes fixed ports from flags, so there is a small window).
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
 }
 
 // startDaemon runs the binary with args; it stops it (SIGTERM) when the
 // test ends and logs its output if the test failed.
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, logs: &testproc.SyncBuffer{}, done: make(chan struct{})}
 	// A handoff socket of the test's own (the flag given last wins), not
 	// the host's /run/nodedns.
 	args = append([]string{"--handoff-socket", filepath.Join(t.TempDir(), "handoff.sock")}, args...)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/nodedns/nodedns/internal/testproc"
 )
 
 // TestSurgeNeedsSideBySide: a DaemonSet surge upgrade starts the new Pod
@@ -29,14 +31,14 @@ func TestSurgeNeedsSideBySide(t *testing.T) {
 		}
 	}
 
-	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	dnsAddr := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
+	health := fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t))
 	args := []string{
 		"--zone-file", repoPath("examples", "zone.yaml"),
 		"--setup-interface=false",
 		"--listen", dnsAddr,
 		"--health-listen", health,
-		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t)),
 		"--upstream", "127.0.0.1:9",
 		"--shutdown-grace=0s",
 		// Shared by both instances, as the DaemonSet's hostPath is.

@@ -155,8 +155,6 @@ func TestSpecRows(t *testing.T) {
 	f := newClusterFixture(t, "--endpoint-pod-names")
 	ns, z := f.ns, "cluster.local."
 	svc := func(n string) string { return n + "." + ns + ".svc." + z }
-	soa := func() []string { return nil }
-	_ = soa
 	cases := []rowCase{
 		{row: "R1", name: "dns-version." + z, qtype: dns.TypeTXT, answer: []string{"dns-version.cluster.local. IN TXT \"1.1.0\""}},
 		{row: "R2", name: z, qtype: dns.TypeNS, answer: []string{"cluster.local. IN NS ns.dns.cluster.local."}},

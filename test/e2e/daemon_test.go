@@ -1,23 +1,21 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/nodedns/nodedns/internal/testproc"
 )
 
 // nodednsBin is the daemon built once by TestMain.
@@ -34,11 +32,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	nodednsBin = filepath.Join(dir, "nodedns")
-	build := exec.Command("go", "build", "-o", nodednsBin, "github.com/nodedns/nodedns/cmd/nodedns")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building nodedns:", err)
+	if nodednsBin, err = testproc.BuildNodedns(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	code := m.Run()
@@ -53,46 +48,9 @@ type daemon struct {
 	dns     string // ADDR:PORT for DNS
 	health  string // ADDR:PORT for /health, /ready
 	metrics string // ADDR:PORT for /metrics
-	logs    *syncBuffer
+	logs    *testproc.SyncBuffer
 	done    chan struct{}
 	err     error
-}
-
-// syncBuffer collects the daemon's log output for assertions and failures.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// freePort returns a loopback port that was free a moment ago. The daemon
-// binds fixed ports from flags, so there is a small window; ports come from
-// the kernel's ephemeral range, which the suite does not otherwise exhaust.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
-	tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return freePort(t)
-	}
-	tl.Close()
-	return port
 }
 
 // startDaemon runs nodedns on free loopback ports with the given extra
@@ -101,10 +59,10 @@ func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{
 		t:       t,
-		dns:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		health:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		logs:    &syncBuffer{},
+		dns:     fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t)),
+		health:  fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t)),
+		metrics: fmt.Sprintf("127.0.0.1:%d", testproc.FreePort(t)),
+		logs:    &testproc.SyncBuffer{},
 		done:    make(chan struct{}),
 	}
 	all := append([]string{
@@ -265,5 +223,3 @@ func rrStrings(rrs []dns.RR) []string {
 	}
 	return out
 }
-
-var _ = context.Background

@@ -6,18 +6,17 @@
 package netns
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nodedns/nodedns/internal/testproc"
 	"github.com/nodedns/nodedns/pkg/iface/ifacetest"
 )
 
@@ -35,11 +34,8 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	nodednsBin = filepath.Join(dir, "nodedns")
-	build := exec.Command("go", "build", "-o", nodednsBin, "github.com/nodedns/nodedns/cmd/nodedns")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building nodedns:", err)
+	if nodednsBin, err = testproc.BuildNodedns(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -85,7 +81,7 @@ func newTopology(t *testing.T) topology {
 type daemon struct {
 	t     *testing.T
 	cmd   *exec.Cmd
-	logs  *syncBuffer
+	logs  *testproc.SyncBuffer
 	start time.Time
 	done  chan struct{}
 	err   error // valid after done is closed
@@ -106,7 +102,7 @@ func startDaemon(t *testing.T, ns *ifacetest.NetNS, extra ...string) *daemon {
 		// the host's /run, never another test's daemon.
 		"--handoff-socket", filepath.Join(t.TempDir(), "handoff.sock"),
 	}, extra...)
-	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, logs: &testproc.SyncBuffer{}, done: make(chan struct{})}
 	// ip netns exec execs nodedns in place: the PID is nodedns's own.
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
@@ -178,24 +174,6 @@ func (d *daemon) waitAnswer(pod *ifacetest.NetNS, server string) time.Duration {
 		return ""
 	})
 	return time.Since(d.start)
-}
-
-// syncBuffer collects the daemon's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // linkExists reports whether ns has the link nodelocaldns.
