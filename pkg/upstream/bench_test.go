@@ -1,8 +1,11 @@
 package upstream
 
 import (
+	"encoding/binary"
+	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -11,7 +14,8 @@ import (
 )
 
 // BenchmarkExchange measures one forwarded query against a local server,
-// socket setup included (a new socket per exchange, by design for now).
+// socket setup included (a new UDP socket per exchange, by design: a
+// random source port each time, RFC 5452 4.5).
 func BenchmarkExchange(b *testing.B) {
 	s := dnstest.Start(b, "127.0.0.1:0")
 	s.Add("api.example.com. 60 IN A 192.0.2.1")
@@ -100,5 +104,86 @@ func TestHelpersDoNotAllocate(t *testing.T) {
 		order(stack[:0], servers, 0)
 	}); n != 0 {
 		t.Errorf("questionEnd, matches, newID, order: %v allocs, want 0", n)
+	}
+}
+
+// startTCPEcho serves TCP on loopback, echoing each length-prefixed query
+// back as its reply (QR set), so BenchmarkExchangeTCPEcho measures the
+// Forwarder's side.
+func startTCPEcho(b *testing.B) netip.AddrPort {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 2+512) // queries here are small
+				for {
+					if _, err := io.ReadFull(c, buf[:2]); err != nil {
+						return
+					}
+					n := 2 + int(binary.BigEndian.Uint16(buf))
+					if n > len(buf) {
+						return
+					}
+					if _, err := io.ReadFull(c, buf[2:n]); err != nil {
+						return
+					}
+					buf[4] |= 0x80 // QR
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// BenchmarkExchangeTCPEcho is one TCP exchange (the retry after a
+// truncated UDP reply), on a pooled connection ("reuse") and on a new
+// connection each time ("dial", as before pooling).
+func BenchmarkExchangeTCPEcho(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		conns int
+	}{{"reuse", 0}, {"dial", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f, err := New(Config{Servers: []netip.AddrPort{startTCPEcho(b)}, TCPIdleConns: bc.conns})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { f.Close() })
+			q := packQuery(b, "api.example.com.", dns.TypeA, 1232)
+			qEnd, _ := questionEnd(q)
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.exchangeTCP(ctx, &f.servers[0], q, qEnd); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -14,6 +14,8 @@ type server struct {
 	addr    netip.AddrPort
 	udpAddr *net.UDPAddr
 	tcpAddr string
+	pool    connPool       // idle TCP connections
+	obs     ServerObserver // never nil once New returns
 	// failedUntil is the Config.Now time, in Unix nanoseconds, before which
 	// the server ranks behind healthy ones; 0 when healthy.
 	failedUntil atomic.Int64
@@ -58,6 +60,7 @@ func order(dst []int, servers []server, now int64) []int {
 // markFailed starts the server's cooldown, logging only when it was healthy.
 func (s *server) markFailed(now time.Time, cooldown time.Duration, log *slog.Logger, err error) {
 	prev := s.failedUntil.Swap(now.Add(cooldown).UnixNano())
+	s.obs.Healthy(false)
 	if prev <= now.UnixNano() {
 		log.Warn("upstream failing, preferring others", "server", s.addr, "for", cooldown, "err", err)
 	}
@@ -67,6 +70,7 @@ func (s *server) markFailed(now time.Time, cooldown time.Duration, log *slog.Log
 // the success path does not bounce the cache line between CPUs.
 func (s *server) markOK(log *slog.Logger) {
 	if s.failedUntil.Load() != 0 && s.failedUntil.Swap(0) != 0 {
+		s.obs.Healthy(true)
 		log.Info("upstream answering again", "server", s.addr)
 	}
 }

@@ -2,10 +2,11 @@
 // the node's recursive resolvers, over UDP with a TCP retry for truncated
 // replies, failing over between servers by health.
 //
-// Each exchange uses a fresh random ID and a fresh socket (so a random
-// source port), and accepts only a reply whose ID and question match what
-// was sent; anything else is dropped while waiting for the real reply
-// (RFC 5452).
+// Each exchange uses a fresh random ID, and accepts only a reply whose ID
+// and question match what was sent; anything else is dropped while waiting
+// for the real reply (RFC 5452). Each UDP exchange has a fresh socket (so a
+// random source port); TCP connections are kept a few seconds for reuse
+// (RFC 7766 6.2.1), so a Forwarder must be closed.
 package upstream
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -32,14 +34,27 @@ type Config struct {
 	// dropped replies (Debug). nil discards.
 	Logger *slog.Logger
 	// MaxInFlight bounds concurrent exchanges; past it Exchange fails at
-	// once with ErrOverloaded. Default 1000.
+	// once with ErrOverloaded. Default 1000. As an exchange holds at most
+	// one TCP connection at a time, it bounds those too.
 	MaxInFlight int
 	// Cooldown is how long a server that failed ranks behind the others.
 	// Default 5s.
 	Cooldown time.Duration
 	// Now is the clock for health tracking; default time.Now. Network
-	// deadlines always use the real clock.
+	// deadlines and TCP idle times always use the real clock.
 	Now func() time.Time
+	// TCPIdleConns bounds the idle TCP connections kept per server for
+	// reuse. Default 2; negative keeps none (a connection per exchange).
+	TCPIdleConns int
+	// TCPIdleTimeout is how long an idle TCP connection is kept. Default
+	// 5s: under the 8 s after which CoreDNS (miekg/dns) servers close
+	// theirs. A server may close one sooner (RFC 7766 6.2.3): a query that
+	// fails on a reused connection before any reply byte is sent again
+	// once on a new connection.
+	TCPIdleTimeout time.Duration
+	// Observer, if not nil, gets per-server events (metrics). New calls
+	// its ForServer once per server; Close releases them.
+	Observer Observer
 }
 
 // Defaults for zero Config fields.
@@ -47,6 +62,9 @@ const (
 	DefaultTimeout     = 2 * time.Second
 	DefaultMaxInFlight = 1000
 	DefaultCooldown    = 5 * time.Second
+
+	DefaultTCPIdleConns   = 2
+	DefaultTCPIdleTimeout = 5 * time.Second
 )
 
 var (
@@ -83,7 +101,7 @@ const (
 )
 
 // Forwarder sends queries to upstream servers. It is safe for concurrent
-// use and holds no sockets between exchanges, so it needs no Close.
+// use. Close it when done with it: it keeps idle TCP connections.
 type Forwarder struct {
 	servers     []server
 	timeout     time.Duration
@@ -92,6 +110,7 @@ type Forwarder struct {
 	inFlight    atomic.Int64
 	log         *slog.Logger
 	now         func() time.Time
+	closeOnce   sync.Once
 }
 
 // New returns a Forwarder for cfg.
@@ -99,8 +118,8 @@ func New(cfg Config) (*Forwarder, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("upstream: no servers")
 	}
-	if cfg.Timeout < 0 || cfg.MaxInFlight < 0 || cfg.Cooldown < 0 {
-		return nil, errors.New("upstream: negative Timeout, MaxInFlight or Cooldown")
+	if cfg.Timeout < 0 || cfg.MaxInFlight < 0 || cfg.Cooldown < 0 || cfg.TCPIdleTimeout < 0 {
+		return nil, errors.New("upstream: negative Timeout, MaxInFlight, Cooldown or TCPIdleTimeout")
 	}
 	f := &Forwarder{
 		servers:     make([]server, len(cfg.Servers)),
@@ -116,15 +135,42 @@ func New(cfg Config) (*Forwarder, error) {
 	if f.now == nil {
 		f.now = time.Now
 	}
+	idleConns := orDefault(cfg.TCPIdleConns, DefaultTCPIdleConns)
+	idleTimeout := orDefault(cfg.TCPIdleTimeout, DefaultTCPIdleTimeout)
 	for i, ap := range cfg.Servers {
 		if !ap.IsValid() || ap.Port() == 0 {
 			return nil, fmt.Errorf("upstream: server %d: invalid address %q", i, ap)
 		}
-		f.servers[i].addr = ap
-		f.servers[i].udpAddr = net.UDPAddrFromAddrPort(ap)
-		f.servers[i].tcpAddr = ap.String()
+	}
+	for i, ap := range cfg.Servers {
+		srv := &f.servers[i]
+		srv.addr = ap
+		srv.udpAddr = net.UDPAddrFromAddrPort(ap)
+		srv.tcpAddr = ap.String()
+		srv.pool = newConnPool(max(idleConns, 0), idleTimeout)
+		srv.obs = nopObserver{}
+		if cfg.Observer != nil {
+			// Only after validation: each ForServer is paired with a
+			// Release in Close.
+			if o := cfg.Observer.ForServer(ap); o != nil {
+				srv.obs = o
+			}
+		}
 	}
 	return f, nil
+}
+
+// Close closes the idle TCP connections and releases the observers. An
+// exchange still running finishes, closing its connection; Exchange may
+// still be called, but keeps no connection. Safe to call more than once.
+func (f *Forwarder) Close() error {
+	f.closeOnce.Do(func() {
+		for i := range f.servers {
+			f.servers[i].pool.close()
+			f.servers[i].obs.Release()
+		}
+	})
+	return nil
 }
 
 func orDefault[T comparable](v, def T) T {
@@ -188,10 +234,17 @@ func (f *Forwarder) Exchange(ctx context.Context, query []byte) ([]byte, error) 
 		}
 		f.log.Debug("upstream try failed", "server", srv.addr, "err", err)
 		errs = append(errs, err)
+		var rc *RcodeError
+		switch {
+		case errors.As(err, &rc): // counted by try
+		case isTimeout(err):
+			srv.obs.Error(ErrorTimeout)
+		default:
+			srv.obs.Error(ErrorNetwork)
+		}
 		// A SERVFAIL may be about this one name (a broken delegation, a
 		// DNSSEC failure): fail over, but do not rank the server down.
-		var rc *RcodeError
-		if !errors.As(err, &rc) || rc.Rcode != rcodeServFail {
+		if rc == nil || rc.Rcode != rcodeServFail {
 			srv.markFailed(f.now(), f.cooldown, f.log, err)
 		}
 	}
@@ -219,6 +272,7 @@ func (f *Forwarder) try(ctx context.Context, srv *server, query []byte, qEnd int
 		return nil, fmt.Errorf("upstream %s over udp: %w", srv.addr, err)
 	}
 	if reply[2]&flagTC != 0 { // RFC 1035 4.2.1, RFC 7766 5
+		srv.obs.Error(ErrorTruncated)
 		reply, err = f.exchangeTCP(ctx, srv, query, qEnd)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s over tcp after a truncated udp reply: %w", srv.addr, err)
@@ -227,15 +281,26 @@ func (f *Forwarder) try(ctx context.Context, srv *server, query []byte, qEnd int
 	// The header's 4 rcode bits; extended rcodes (RFC 6891 6.1.3) in the
 	// OPT record do not share these low values with SERVFAIL or REFUSED.
 	switch rcode := int(reply[3] & 0x0F); rcode {
-	case rcodeServFail, rcodeRefused:
+	case rcodeServFail:
+		srv.obs.Error(ErrorServFail)
+		return nil, &RcodeError{Server: srv.addr, Rcode: rcode}
+	case rcodeRefused:
+		srv.obs.Error(ErrorRefused)
 		return nil, &RcodeError{Server: srv.addr, Rcode: rcode}
 	}
 	return reply, nil
 }
 
-// deadline is the end of a try starting now: Timeout, cut short by ctx.
-func (f *Forwarder) deadline(ctx context.Context) time.Time {
-	d := time.Now().Add(f.timeout)
+// isTimeout reports whether err is a network deadline (a read's, or a
+// dial's, which is not os.ErrDeadlineExceeded).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// deadline is the end of a try starting at start: Timeout, cut short by ctx.
+func (f *Forwarder) deadline(ctx context.Context, start time.Time) time.Time {
+	d := start.Add(f.timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
 		return cd
 	}

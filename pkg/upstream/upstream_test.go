@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -58,6 +59,7 @@ func newForwarder(t testing.TB, cfg Config, servers ...*dnstest.Server) *Forward
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { f.Close() })
 	return f
 }
 
@@ -154,6 +156,34 @@ func TestLargeReplyOverUDP(t *testing.T) {
 	}
 	if s.Len() != 1 || s.Queries()[0].Transport != "udp" {
 		t.Errorf("want one UDP query, server saw %+v", s.Queries())
+	}
+}
+
+// A UDP reply larger than our read buffer (a server ignoring the EDNS size
+// we advertise) is not served cut short: it is fetched again over TCP.
+func TestOversizedUDPReplyRetriedOverTCP(t *testing.T) {
+	s := dnstest.Start(t, "127.0.0.1:0")
+	const n = 400 // about 6.4 KB of A records, over udpBufSize
+	for i := range n {
+		s.Add(fmt.Sprintf("huge.example.com. 60 IN A 198.51.%d.%d", i/250, i%250+1))
+	}
+	f := newForwarder(t, Config{}, s)
+	reply, err := f.Exchange(t.Context(), packQuery(t, "huge.example.com.", dns.TypeA, 65000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reply) <= udpBufSize {
+		t.Fatalf("reply is %d bytes; the test needs one over %d", len(reply), udpBufSize)
+	}
+	if m := unpack(t, reply); m.Truncated || len(m.Answer) != n {
+		t.Errorf("TC=%v with %d records, want %d", m.Truncated, len(m.Answer), n)
+	}
+	var transports []string
+	for _, q := range s.Queries() {
+		transports = append(transports, q.Transport)
+	}
+	if fmt.Sprint(transports) != "[udp tcp]" {
+		t.Errorf("server saw %v, want [udp tcp]", transports)
 	}
 }
 
