@@ -39,6 +39,44 @@ const (
 
 var sourceNames = [numSources]string{"zone", "search_suffix", "cache", "upstream", "stale", "local"}
 
+// String is the source's label value ("zone", "cache", ...).
+func (s Source) String() string {
+	if s < numSources {
+		return sourceNames[s]
+	}
+	return "unknown"
+}
+
+// SuffixKind says which search-list suffix a search-suffix NXDOMAIN
+// carried: which step of a Pod's ndots:5 walk it answered.
+type SuffixKind uint8
+
+const (
+	SuffixNamespace  SuffixKind = iota // X.<ns>.svc.<zone>, ns an existing namespace: the first step
+	SuffixSvc                          // X.svc.<zone>: the second
+	SuffixZone                         // X.<zone> (anything under the zone outside svc.<zone>): the third
+	SuffixNodeSearch                   // under one of the node's search domains: forwarded, NXDOMAIN
+	numSuffixKinds
+)
+
+var suffixNames = [numSuffixKinds]string{"namespace", "svc", "zone", "node_search"}
+
+// AutopathResult is what autopath did with a zone NXDOMAIN for
+// X.<ns>.svc.<zone> (ns an existing namespace).
+type AutopathResult uint8
+
+const (
+	AutopathAnswered       AutopathResult = iota // a CNAME to the first name of the search list that exists
+	AutopathNXDomain                             // no name exists: the zone's NXDOMAIN, the client walks on
+	AutopathFailed                               // a name could not be resolved (upstream failure, not synced, too busy): the zone's NXDOMAIN
+	AutopathUnknownSource                        // not eligible: the source is no Pod of this node (unknown, or hostNetwork)
+	AutopathOtherNamespace                       // not eligible: the source Pod is of another namespace (its own dnsConfig, or a later step of its walk)
+	AutopathSkipped                              // not eligible: DO bit (our CNAME is unsigned) or type ANY
+	numAutopathResults
+)
+
+var autopathNames = [numAutopathResults]string{"answered", "nxdomain", "failed", "unknown_source", "other_namespace", "skipped"}
+
 // qtypes is the bounded qtype label set; anything else is "other".
 var qtypes = []struct {
 	code uint16
@@ -79,8 +117,13 @@ type Metrics struct {
 	requests  [numTransports][numQtypes][numRcodes]prometheus.Counter
 	responses [numSources]prometheus.Counter
 	duration  [numSources]prometheus.Observer
+	suffixes  [numSuffixKinds]prometheus.Counter
+	autopath  [numAutopathResults]prometheus.Counter
+	qlogDrop  prometheus.Counter
 
 	zone *zoneCollectors
+
+	upstreams upstreamMetrics // per upstream server: upstream.go
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -102,7 +145,19 @@ func New() *Metrics {
 		Help:    "Time from reading a query to having its answer, by source.",
 		Buckets: []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5},
 	}, []string{"source"})
-	m.reg.MustRegister(requests, responses, duration)
+	suffixes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "search_suffix_answers_total",
+		Help: "NXDOMAIN answers to search-list expansions, by suffix: namespace (X.<ns>.svc.<zone>), svc (X.svc.<zone>), zone (X.<zone>), all from the zone; node_search (under a node search domain, forwarded or cached).",
+	}, []string{"kind"})
+	autopath := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "autopath_total",
+		Help: "Zone NXDOMAINs for X.<ns>.svc.<zone> seen with --autopath, by result: answered, nxdomain, failed, or not eligible (unknown_source, other_namespace, skipped).",
+	}, []string{"result"})
+	m.qlogDrop = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "query_log_dropped_total",
+		Help: "Query log lines not written because --query-log-rate was exceeded.",
+	})
+	m.reg.MustRegister(requests, responses, duration, suffixes, autopath, m.qlogDrop)
 	m.zone = newZoneCollectors(m.reg)
 
 	for t := range numTransports {
@@ -119,6 +174,12 @@ func New() *Metrics {
 	for s := range numSources {
 		m.responses[s] = responses.WithLabelValues(sourceNames[s])
 		m.duration[s] = duration.WithLabelValues(sourceNames[s])
+	}
+	for k := range numSuffixKinds {
+		m.suffixes[k] = suffixes.WithLabelValues(suffixNames[k])
+	}
+	for a := range numAutopathResults {
+		m.autopath[a] = autopath.WithLabelValues(autopathNames[a])
 	}
 	return m
 }
@@ -141,4 +202,30 @@ func (m *Metrics) Query(t Transport, qtype uint16, rcode uint8, src Source, took
 	m.requests[t][qtypeIndex(qtype)][rcodeIndex(rcode)].Inc()
 	m.responses[src].Inc()
 	m.duration[src].Observe(took.Seconds())
+}
+
+// SearchSuffix counts one NXDOMAIN answer to a search-list expansion. It
+// does not allocate; a no-op on a nil *Metrics.
+func (m *Metrics) SearchSuffix(k SuffixKind) {
+	if m == nil || k >= numSuffixKinds {
+		return
+	}
+	m.suffixes[k].Inc()
+}
+
+// Autopath counts what autopath did with one query. It does not allocate;
+// a no-op on a nil *Metrics.
+func (m *Metrics) Autopath(r AutopathResult) {
+	if m == nil || r >= numAutopathResults {
+		return
+	}
+	m.autopath[r].Inc()
+}
+
+// QueryLogDropped counts a query log line dropped by the rate limit.
+func (m *Metrics) QueryLogDropped() {
+	if m == nil {
+		return
+	}
+	m.qlogDrop.Inc()
 }

@@ -108,3 +108,55 @@ func TestZonePublished(t *testing.T) {
 		t.Errorf("watch_errors_total{services} = %v", got)
 	}
 }
+
+func TestSearchSuffixAutopathQueryLog(t *testing.T) {
+	m := New()
+	m.SearchSuffix(SuffixNamespace)
+	m.SearchSuffix(SuffixNamespace)
+	m.SearchSuffix(SuffixNodeSearch)
+	m.SearchSuffix(numSuffixKinds) // out of range: ignored
+	m.Autopath(AutopathAnswered)
+	m.Autopath(AutopathOtherNamespace)
+	m.Autopath(numAutopathResults)
+	m.QueryLogDropped()
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"suffix namespace", testutil.ToFloat64(m.suffixes[SuffixNamespace]), 2},
+		{"suffix svc", testutil.ToFloat64(m.suffixes[SuffixSvc]), 0},
+		{"suffix node_search", testutil.ToFloat64(m.suffixes[SuffixNodeSearch]), 1},
+		{"autopath answered", testutil.ToFloat64(m.autopath[AutopathAnswered]), 1},
+		{"autopath other_namespace", testutil.ToFloat64(m.autopath[AutopathOtherNamespace]), 1},
+		{"query log dropped", testutil.ToFloat64(m.qlogDrop), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// Every series exists from the start.
+	for name, want := range map[string]int{
+		"nodedns_search_suffix_answers_total": int(numSuffixKinds),
+		"nodedns_autopath_total":              int(numAutopathResults),
+		"nodedns_query_log_dropped_total":     1,
+	} {
+		if n, err := testutil.GatherAndCount(m.Registry(), name); err != nil || n != want {
+			t.Errorf("%s: %d series (%v), want %d", name, n, err, want)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		m.SearchSuffix(SuffixZone)
+		m.Autopath(AutopathNXDomain)
+		m.QueryLogDropped()
+	}); n != 0 {
+		t.Errorf("counting allocates %v times", n)
+	}
+	var nilM *Metrics
+	nilM.SearchSuffix(SuffixZone)
+	nilM.Autopath(AutopathAnswered)
+	nilM.QueryLogDropped()
+	if SourceCache.String() != "cache" || Source(99).String() != "unknown" {
+		t.Errorf("Source.String: %q %q", SourceCache.String(), Source(99).String())
+	}
+}

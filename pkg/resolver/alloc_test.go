@@ -49,7 +49,7 @@ func TestZonePathAllocs(t *testing.T) {
 			if n := testing.AllocsPerRun(200, func() { r.Handle(s, buf, tt.msg, UDP, nil, client) }); n != 0 {
 				t.Errorf("Handle allocates %v times per query", n)
 			}
-			if n := testing.AllocsPerRun(200, func() { r.Resolve(context.Background(), s, buf, tt.msg, TCP) }); n != 0 {
+			if n := testing.AllocsPerRun(200, func() { r.Resolve(context.Background(), s, buf, tt.msg, TCP, client) }); n != 0 {
 				t.Errorf("Resolve allocates %v times per query", n)
 			}
 		})
@@ -74,15 +74,15 @@ func TestCachePathAllocs(t *testing.T) {
 	s := NewScratch()
 	buf := make([]byte, 0, 65535)
 	old := rt.Query(t, "old.example.com.", dns.TypeA, 1232)
-	r.Resolve(context.Background(), s, buf, old, UDP)
+	r.Resolve(context.Background(), s, buf, old, UDP, client)
 	clk.Advance(40 * time.Second) // old expires
 	fresh := rt.Query(t, "Api.Example.com.", dns.TypeA, 1232)
-	r.Resolve(context.Background(), s, buf, fresh, UDP)
+	r.Resolve(context.Background(), s, buf, fresh, UDP, client)
 	clk.Advance(5 * time.Second)
 	up.down.Store(true)
-	r.Resolve(context.Background(), s, buf, old, UDP) // fails: served stale, marked
+	r.Resolve(context.Background(), s, buf, old, UDP, client) // fails: served stale, marked
 	failed := rt.Query(t, "down.example.com.", dns.TypeA, 0)
-	r.Resolve(context.Background(), s, buf, failed, UDP) // fails: SERVFAIL cached
+	r.Resolve(context.Background(), s, buf, failed, UDP, client) // fails: SERVFAIL cached
 	tests := []struct {
 		name  string
 		msg   []byte
@@ -107,7 +107,7 @@ func TestCachePathAllocs(t *testing.T) {
 			if n := testing.AllocsPerRun(200, func() { r.Handle(s, buf, tt.msg, UDP, nil, client) }); n != 0 {
 				t.Errorf("Handle allocates %v times per query", n)
 			}
-			if n := testing.AllocsPerRun(200, func() { r.Resolve(context.Background(), s, buf, tt.msg, TCP) }); n != 0 {
+			if n := testing.AllocsPerRun(200, func() { r.Resolve(context.Background(), s, buf, tt.msg, TCP, client) }); n != 0 {
 				t.Errorf("Resolve allocates %v times per query", n)
 			}
 			if up.Calls() != calls {

@@ -58,7 +58,7 @@ func (r *Resolver) runAsync(j *job) {
 	out := r.chase(ctx, j, (*bp)[:0])
 	if out != nil {
 		j.snd.Send(out, j.addr)
-		r.observe(out, &j.q, j.proto, metrics.SourceUpstream, j.start)
+		r.observe(out, &j.q, j.proto, metrics.SourceUpstream, j.start, j.addr)
 	}
 	if cap(out) <= 64<<10 {
 		*bp = out[:0] // keep the buffer if it grew, within reason

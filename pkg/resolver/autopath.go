@@ -35,16 +35,22 @@ import (
 // search list itself as it would without autopath: only the number of round
 // trips ever changes, never the outcome.
 //
-// Only queries that Handle receives with a Sender (UDP) take this path:
-// Resolve (TCP) has no client address, so TCP queries are answered from the
-// zone alone. A client that fell back to TCP after a truncated autopath
-// answer therefore gets the NXDOMAIN and walks its list itself. Queries with
-// the DO bit (our CNAME is not signed) and type ANY are not autopathed.
+// UDP queries (Handle, with a Sender) are finished on a goroutine of their
+// own; TCP queries (Resolve, with the connection's peer address) on the
+// connection's goroutine, which answers in order anyway. So a client that
+// retries over TCP after a truncated autopath answer gets the same answer
+// whole. Queries with the DO bit (our CNAME is not signed) and type ANY are
+// not autopathed.
 //
 // A Pod with its own dnsConfig (another search list or ndots) does not send
 // X.<ns>.svc.<zone> for its own namespace first, or does so with a search
 // list we cannot know; we only act on the exact default first suffix from a
 // source whose namespace matches, which is the best we can detect.
+//
+// autopath_total counts the outcome of every zone NXDOMAIN for
+// X.<ns>.svc.<zone> with <ns> an existing namespace: the names a first
+// search step produces. X.svc.<zone> (the second step: its "namespace" is
+// X's last label) is not counted.
 
 // autopathJob is a query being autopathed. It owns copies of the query and
 // of the zone's NXDOMAIN answer (sent as-is on a miss).
@@ -61,65 +67,80 @@ type autopathJob struct {
 	start time.Time
 }
 
-// autopathMatch reports whether name (lowercase wire) is X.<ns>.svc.<d>
-// with X not empty, d a cluster domain and ns the namespace of the Pod at
-// src; it returns len(X) in wire octets and d. It does not allocate.
-func (r *Resolver) autopathMatch(name []byte, src netip.Addr) (int, []byte, bool) {
-	prev, prev2 := -1, -1 // offsets of the previous two labels
-	for off := 0; off < len(name) && name[off] != 0; off += int(name[off]) + 1 {
-		for i, svc := range r.svc {
-			if prev2 < 0 || !bytes.Equal(name[off:], svc) {
-				continue
-			}
-			// name[prev:off] is the namespace label, name[:prev] is X.
-			ns, ok := r.podNS(src)
-			if !ok || string(name[prev+1:off]) != ns {
-				return 0, nil, false
-			}
-			return prev, r.cluster[i], true
-		}
-		prev2, prev = prev, off
+// autopathCheck decides whether the zone NXDOMAIN for the query in s,
+// from addr, is autopathed; when so it returns len(X) in wire octets and
+// the cluster domain. It counts the queries it turns down (autopath_total)
+// and does not allocate.
+func (r *Resolver) autopathCheck(s *Scratch, addr netip.AddrPort) (int, []byte, bool) {
+	q := &s.q
+	name := q.Name()
+	at, l1, l2 := r.aboveZone(name)
+	// X.<ns>.svc.<zone> with X not empty: name[:l2] is X, name[l2:l1] the
+	// namespace label.
+	if at < 0 || l2 <= 0 || !bytes.Equal(name[l1:at], lblSvc) {
+		return 0, nil, false
+	}
+	ns, known := "", false
+	if addr.IsValid() {
+		ns, known = r.podNS(addr.Addr())
+	}
+	nsLabel := name[l2+1 : l1]
+	if known && string(nsLabel) == ns && !q.DO && q.Type != dnswire.TypeANY {
+		return l2, name[at:], true
+	}
+	// Not taken. Counted only when <ns> exists (the zone's KindNXDomain
+	// under svc implies it does), so that second steps are not.
+	if s.src == metrics.SourceSearchSuffix && !r.isNamespace(name[l2:]) {
+		return 0, nil, false
+	}
+	switch {
+	case q.DO || q.Type == dnswire.TypeANY:
+		r.metrics.Autopath(metrics.AutopathSkipped)
+	case !known:
+		r.metrics.Autopath(metrics.AutopathUnknownSource)
+	default:
+		r.metrics.Autopath(metrics.AutopathOtherNamespace)
 	}
 	return 0, nil, false
 }
 
-// startAutopath starts the autopath of the query in s (parsed from msg),
-// whose zone answer is nx, when it qualifies. It reports whether it did:
-// the answer is then sent later through snd.
-func (r *Resolver) startAutopath(s *Scratch, nx, msg []byte, proto Proto, snd Sender, addr netip.AddrPort, start time.Time) bool {
-	q := &s.q
-	if q.DO || q.Type == dnswire.TypeANY || !addr.IsValid() {
-		return false
-	}
-	xLen, d, ok := r.autopathMatch(q.Name(), addr.Addr())
-	if !ok || !r.acquire() {
-		return false
-	}
-	j := &autopathJob{q: *q, src: s.src, xLen: xLen, d: d, proto: proto, snd: snd, addr: addr, start: start}
+// newAutopathJob copies the query in s (parsed from msg), whose zone
+// answer is nx, into a job, in one allocation.
+func newAutopathJob(s *Scratch, nx, msg []byte, xLen int, d []byte, proto Proto, addr netip.AddrPort, start time.Time) *autopathJob {
+	j := &autopathJob{q: s.q, src: s.src, xLen: xLen, proto: proto, addr: addr, start: start}
+	// d aliases s.q's name; j.q has its own copy at the same offset.
+	j.d = j.q.Name()[len(j.q.Name())-len(d):]
 	buf := make([]byte, 0, len(msg)+len(nx))
 	buf = append(buf, msg...)
 	j.msg = buf[:len(msg):len(msg)]
 	j.nx = append(buf, nx...)[len(msg):]
-	go r.runAutopath(j)
-	return true
+	return j
 }
 
-// runAutopath walks the candidates of j and sends the answer.
+// runAutopath finishes j on its own goroutine and sends the answer.
 func (r *Resolver) runAutopath(j *autopathJob) {
 	defer r.release()
 	ctx, cancel := context.WithTimeout(r.base, r.timeout)
 	defer cancel()
 	bp := r.bufs.Get().(*[]byte)
-	out, src := r.autopath(ctx, j, (*bp)[:0])
-	if out == nil {
-		out, src = append((*bp)[:0], j.nx...), j.src
-	}
-	r.observe(out, &j.q, j.proto, src, j.start) // before: the client finds it counted
+	out, src := r.finishAutopath(ctx, j, (*bp)[:0])
+	r.observe(out, &j.q, j.proto, src, j.start, j.addr) // before: the client finds it counted
 	j.snd.Send(out, j.addr)
 	if cap(out) <= 64<<10 {
 		*bp = out[:0]
 	}
 	r.bufs.Put(bp)
+}
+
+// finishAutopath appends j's answer to dst: the CNAME to the first
+// candidate that exists, else the zone's NXDOMAIN; and counts the result.
+func (r *Resolver) finishAutopath(ctx context.Context, j *autopathJob, dst []byte) ([]byte, metrics.Source) {
+	out, src, res := r.autopath(ctx, j, dst)
+	r.metrics.Autopath(res)
+	if res != metrics.AutopathAnswered {
+		return append(dst, j.nx...), j.src
+	}
+	return out, src
 }
 
 // autopathCandidates returns X's search candidates, in order, without
@@ -156,34 +177,43 @@ func indexOf(list [][]byte, v []byte) int {
 	return 0
 }
 
-// autopath resolves j's candidates and appends the answer to dst; nil
-// means no candidate exists or the walk failed: the zone's NXDOMAIN stands.
-func (r *Resolver) autopath(ctx context.Context, j *autopathJob, dst []byte) ([]byte, metrics.Source) {
+// autopath resolves j's candidates and appends the answer to dst. Any
+// result but AutopathAnswered means the zone's NXDOMAIN stands: no
+// candidate exists (AutopathNXDomain), or the walk failed.
+func (r *Resolver) autopath(ctx context.Context, j *autopathJob, dst []byte) ([]byte, metrics.Source, metrics.AutopathResult) {
 	zbuf := make([]byte, 0, 1024)
 	for _, cand := range r.autopathCandidates(j) {
 		res := r.auth.Lookup(cand, j.q.Type, zbuf[:0])
+		var (
+			out []byte
+			src metrics.Source
+		)
 		switch res.Kind {
 		case zone.KindNXDomain, zone.KindSearchSuffix:
 			continue
 		case zone.KindAnswer, zone.KindNoData, zone.KindChase:
-			return r.autopathZone(ctx, j, cand, &res, dst)
+			out, src = r.autopathZone(ctx, j, cand, &res, dst)
 		case zone.KindForward:
 			if r.inCluster(cand) {
 				continue // never upstream (SPEC R12); as good as absent
 			}
 			reply, ok := r.autopathUpstream(ctx, &j.q, cand)
 			if !ok {
-				return nil, 0
+				return nil, 0, metrics.AutopathFailed
 			}
 			if dnswire.Rcode(reply) == dnswire.RcodeNameError {
 				continue
 			}
-			return r.autopathReply(j, cand, reply, dst)
+			out, src = r.autopathReply(j, cand, reply, dst)
 		default: // not synced: cannot tell
-			return nil, 0
+			return nil, 0, metrics.AutopathFailed
 		}
+		if out == nil {
+			return nil, 0, metrics.AutopathFailed
+		}
+		return out, src, metrics.AutopathAnswered
 	}
-	return nil, 0
+	return nil, 0, metrics.AutopathNXDomain
 }
 
 // cnameTo starts the answer records: a CNAME from the question (0xC00C) to

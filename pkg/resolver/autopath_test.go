@@ -273,7 +273,7 @@ func TestAutopathNotTaken(t *testing.T) {
 			t.Errorf("%s from %v: %v allocations", c.name, c.src, n)
 		}
 	}
-	// DO: our CNAME is unsigned; TCP: no source address (Resolve).
+	// DO: our CNAME is unsigned; Resolve without a source address.
 	q := rt.Query(t, "api.example.com.default.svc.cluster.local.", dns.TypeA, 1232)
 	do := new(dns.Msg)
 	if err := do.Unpack(q); err != nil {
@@ -282,7 +282,7 @@ func TestAutopathNotTaken(t *testing.T) {
 	do.IsEdns0().SetDo()
 	for what, out := range map[string][]byte{
 		"DO":  r.Handle(s, nil, packMsg(t, do), UDP, snd, netip.AddrPortFrom(podDefault, 1)),
-		"TCP": r.Resolve(context.Background(), s, nil, q, TCP),
+		"TCP": r.Resolve(context.Background(), s, nil, q, TCP, netip.AddrPort{}),
 	} {
 		if out == nil || rt.Unpack(t, out).Rcode != dns.RcodeNameError {
 			t.Errorf("%s: want the zone's NXDOMAIN at once, got %x", what, out)

@@ -95,7 +95,7 @@ func TestCachedResolve(t *testing.T) {
 	s := NewScratch()
 
 	// A miss: forwarded, stored, answered with the capped TTL.
-	out := r.Resolve(context.Background(), s, nil, rt.Query(t, "api.example.com.", dns.TypeA, 1232), UDP)
+	out := r.Resolve(context.Background(), s, nil, rt.Query(t, "api.example.com.", dns.TypeA, 1232), UDP, client)
 	m := rt.Unpack(t, out)
 	rt.CheckSection(t, "miss", m.Answer, "api.example.com. 30 IN A 192.0.2.10", "api.example.com. 30 IN A 192.0.2.11")
 	recv(t, c.sets, "Set")
@@ -121,9 +121,9 @@ func TestCachedResolve(t *testing.T) {
 
 	// Zone answers and ExternalName chases are not cached.
 	before := c.Stats().Inserts
-	r.Resolve(context.Background(), s, nil, rt.Query(t, "web.default.svc.cluster.local.", dns.TypeA, 0), UDP)
+	r.Resolve(context.Background(), s, nil, rt.Query(t, "web.default.svc.cluster.local.", dns.TypeA, 0), UDP, client)
 	for range 2 {
-		r.Resolve(context.Background(), s, nil, rt.Query(t, "ext.default.svc.cluster.local.", dns.TypeA, 0), UDP)
+		r.Resolve(context.Background(), s, nil, rt.Query(t, "ext.default.svc.cluster.local.", dns.TypeA, 0), UDP, client)
 	}
 	if c.Stats().Inserts != before || up.Calls() != 3 {
 		t.Errorf("zone or chase answers cached: %d inserts, %d calls", c.Stats().Inserts-before, up.Calls())
@@ -140,7 +140,7 @@ func TestCachedTruncation(t *testing.T) {
 	c := newCache(t, new(fakeClock))
 	r := newResolver(t, testZone(t), rt.Static(t, rrs...), func(cfg *Config) { cfg.Cache = c })
 	s := NewScratch()
-	r.Resolve(context.Background(), s, nil, rt.Query(t, "big.example.com.", dns.TypeA, 1232), TCP)
+	r.Resolve(context.Background(), s, nil, rt.Query(t, "big.example.com.", dns.TypeA, 1232), TCP, client)
 	for _, tt := range []struct {
 		proto  Proto
 		edns   uint16
@@ -232,7 +232,7 @@ func TestCoalescing(t *testing.T) {
 			}
 			// A Resolve (TCP) after the flight: from the cache, or a new
 			// exchange without one.
-			out := r.Resolve(context.Background(), s, nil, rt.Query(t, "api.example.com.", dns.TypeA, 0), TCP)
+			out := r.Resolve(context.Background(), s, nil, rt.Query(t, "api.example.com.", dns.TypeA, 0), TCP, client)
 			if m := rt.Unpack(t, out); len(m.Answer) != 2 {
 				t.Errorf("Resolve after: %v", m)
 			}
@@ -312,7 +312,7 @@ func TestPrefetchRefresh(t *testing.T) {
 	snd := make(chanSender, 10)
 	s := NewScratch()
 	msg := rt.Query(t, "hot.example.com.", dns.TypeA, 0)
-	r.Resolve(context.Background(), s, nil, msg, UDP) // the miss: stored, TTL 30
+	r.Resolve(context.Background(), s, nil, msg, UDP, client) // the miss: stored, TTL 30
 	recv(t, c.sets, "Set")
 	hit := func() *dns.Msg {
 		t.Helper()
@@ -359,7 +359,7 @@ func TestServeStaleResolver(t *testing.T) {
 	s := NewScratch()
 	snd := make(chanSender, 10)
 	msg := rt.Query(t, "api.example.com.", dns.TypeA, 1232)
-	r.Resolve(context.Background(), s, nil, msg, UDP)
+	r.Resolve(context.Background(), s, nil, msg, UDP, client)
 	recv(t, c.sets, "Set")
 
 	up.down.Store(true)
@@ -380,7 +380,7 @@ func TestServeStaleResolver(t *testing.T) {
 		t.Fatalf("after the failure: %v, %d calls", out, up.Calls()-calls)
 	}
 	// TCP too.
-	out = r.Resolve(context.Background(), s, nil, msg, TCP)
+	out = r.Resolve(context.Background(), s, nil, msg, TCP, client)
 	if m := rt.Unpack(t, out); len(m.Answer) != 1 || up.Calls() != calls {
 		t.Fatalf("TCP after the failure: %v", m)
 	}
@@ -423,10 +423,10 @@ func TestServeStaleSilentUpstream(t *testing.T) {
 	r := newResolver(t, testZone(t), fwd, func(cfg *Config) { cfg.Cache = c; cfg.UpstreamTimeout = time.Second })
 	msg := rt.Query(t, "api.example.com.", dns.TypeA, 0)
 	s := NewScratch()
-	r.Resolve(context.Background(), s, nil, msg, UDP)
+	r.Resolve(context.Background(), s, nil, msg, UDP, client)
 	srv.SetBehavior(dnstest.Behavior{Drop: true})
 	clk.Advance(time.Minute)
-	m := rt.Unpack(t, r.Resolve(context.Background(), s, nil, msg, UDP))
+	m := rt.Unpack(t, r.Resolve(context.Background(), s, nil, msg, UDP, client))
 	if m.Rcode != 0 || len(m.Answer) != 1 || m.Answer[0].Header().Ttl != cache.StaleTTL {
 		t.Fatalf("stale answer %v", m)
 	}
@@ -452,7 +452,7 @@ func TestServFailCached(t *testing.T) {
 		if i == 2 {
 			clk.Advance(cache.DefaultServFailTTL)
 		}
-		out := r.Resolve(context.Background(), s, nil, msg, UDP)
+		out := r.Resolve(context.Background(), s, nil, msg, UDP, client)
 		if m := rt.Unpack(t, out); m.Rcode != dns.RcodeServerFailure || up.Calls() != want {
 			t.Errorf("query %d: rcode %d, %d calls, want %d", i, m.Rcode, up.Calls(), want)
 		}
@@ -467,7 +467,7 @@ func BenchmarkHandleCacheHit(b *testing.B) {
 	msg := rt.Query(b, "api.example.com.", dns.TypeA, 1232)
 	s := NewScratch()
 	buf := make([]byte, 0, 65535)
-	r.Resolve(context.Background(), s, buf, msg, UDP)
+	r.Resolve(context.Background(), s, buf, msg, UDP, client)
 	clk.Advance(time.Second)
 	if out := r.Handle(s, buf, msg, UDP, nil, client); out == nil {
 		b.Fatal("no hit")

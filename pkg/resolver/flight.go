@@ -160,7 +160,7 @@ func (r *Resolver) lead(fl *flight) {
 	for _, w := range waiters {
 		out, src := r.answer((*bp)[:0], fl, w.msg, &w.q, w.proto)
 		// Counted before it is sent: whoever got the answer finds it counted.
-		r.observe(out, &w.q, w.proto, src, w.start)
+		r.observe(out, &w.q, w.proto, src, w.start, w.addr)
 		w.snd.Send(out, w.addr)
 		if cap(out) <= 64<<10 {
 			*bp = out[:0] // keep the buffer if it grew, within reason

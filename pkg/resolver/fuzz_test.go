@@ -22,7 +22,7 @@ func FuzzResolve(f *testing.F) {
 	r := newResolver(f, testZone(f), testUpstream(f))
 	s := NewScratch()
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		out := r.Resolve(context.Background(), s, nil, msg, UDP)
+		out := r.Resolve(context.Background(), s, nil, msg, UDP, client)
 		if out == nil {
 			return
 		}

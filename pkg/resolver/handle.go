@@ -39,10 +39,18 @@ func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, 
 	out, act, res := r.local(s, dst, msg, proto)
 	switch act {
 	case actReply:
-		if s.nx && r.podNS != nil && snd != nil && r.startAutopath(s, out[len(dst):], msg, proto, snd, addr, start) {
-			return nil // answered by runAutopath
+		if s.nx && r.podNS != nil && snd != nil {
+			if xLen, d, ok := r.autopathCheck(s, addr); ok {
+				if r.acquire() {
+					j := newAutopathJob(s, out[len(dst):], msg, xLen, d, proto, addr, start)
+					j.snd = snd
+					go r.runAutopath(j)
+					return nil // answered by runAutopath
+				}
+				r.metrics.Autopath(metrics.AutopathFailed) // too busy: the zone's NXDOMAIN
+			}
 		}
-		r.observe(out[len(dst):], &s.q, proto, s.src, start)
+		r.observe(out[len(dst):], &s.q, proto, s.src, start, addr)
 		return out
 	case actDrop:
 		return nil
@@ -54,7 +62,7 @@ func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, 
 		} else {
 			out = r.respond(dst, msg, &s.q, proto, &dnswire.Answer{Rcode: dnswire.RcodeServerFailure})
 		}
-		r.observe(out[len(dst):], &s.q, proto, src, start)
+		r.observe(out[len(dst):], &s.q, proto, src, start, addr)
 		return out
 	}
 	j := newJob(&s.q, msg, proto, act, &res)
@@ -67,16 +75,30 @@ func (r *Resolver) Handle(s *Scratch, dst, msg []byte, proto Proto, snd Sender, 
 	return nil
 }
 
-// Resolve answers msg like Handle but waits for the upstream when needed,
-// on the calling goroutine: for TCP connections, which answer in order, and
-// for tests. ctx bounds the wait (UpstreamTimeout applies too). It returns
-// dst with the answer appended, or nil when the message is to be dropped.
-func (r *Resolver) Resolve(ctx context.Context, s *Scratch, dst, msg []byte, proto Proto) []byte {
+// Resolve answers msg, which came from addr, like Handle but waits for the
+// upstream when needed, on the calling goroutine: for TCP connections, which
+// answer in order, and for tests. ctx bounds the wait (UpstreamTimeout
+// applies too). It returns dst with the answer appended, or nil when the
+// message is to be dropped. addr is what autopath and the query log know
+// the client by; the zero AddrPort turns autopath off for the query.
+func (r *Resolver) Resolve(ctx context.Context, s *Scratch, dst, msg []byte, proto Proto, addr netip.AddrPort) []byte {
 	start := time.Now()
 	out, act, res := r.local(s, dst, msg, proto)
 	switch act {
 	case actReply:
-		r.observe(out[len(dst):], &s.q, proto, s.src, start)
+		if s.nx && r.podNS != nil {
+			if xLen, d, ok := r.autopathCheck(s, addr); ok {
+				// The job owns a copy of the zone's NXDOMAIN: the answer
+				// is written over it, at dst.
+				j := newAutopathJob(s, out[len(dst):], msg, xLen, d, proto, addr, start)
+				ctx, cancel := context.WithTimeout(ctx, r.timeout)
+				defer cancel()
+				out, src := r.finishAutopath(ctx, j, dst)
+				r.observe(out[len(dst):], &s.q, proto, src, start, addr)
+				return out
+			}
+		}
+		r.observe(out[len(dst):], &s.q, proto, s.src, start, addr)
 		return out
 	case actDrop:
 		return nil
@@ -91,7 +113,7 @@ func (r *Resolver) Resolve(ctx context.Context, s *Scratch, dst, msg []byte, pro
 		out = r.chase(ctx, &j, dst)
 	}
 	if out != nil {
-		r.observe(out[len(dst):], &s.q, proto, src, start)
+		r.observe(out[len(dst):], &s.q, proto, src, start, addr)
 	}
 	return out
 }

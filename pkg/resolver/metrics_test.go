@@ -47,7 +47,7 @@ func TestMetricsBySource(t *testing.T) {
 	s := NewScratch()
 	buf := make([]byte, 0, 65535)
 	ask := func(name string, qtype uint16, proto Proto) {
-		if out := r.Resolve(context.Background(), s, buf, rt.Query(t, name, qtype, 1232), proto); out == nil {
+		if out := r.Resolve(context.Background(), s, buf, rt.Query(t, name, qtype, 1232), proto, client); out == nil {
 			t.Fatalf("%s: no answer", name)
 		}
 	}

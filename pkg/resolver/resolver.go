@@ -8,6 +8,7 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,19 +127,29 @@ type Config struct {
 	// MaxChase bounds the CNAME hops followed for an ExternalName; default 8.
 	MaxChase int
 
-	// Autopath turns on server-side search (autopath.go): a UDP query for
+	// Autopath turns on server-side search (autopath.go): a query for
 	// X.<ns>.svc.<zone> that the zone answers NXDOMAIN, from a Pod of
 	// namespace ns (PodNamespace), is answered with a CNAME to the first
 	// name of the rest of the Pod's search list that exists. PodNamespace
 	// is then required.
 	Autopath bool
 	// SearchDomains are the node's search domains, which kubelet appends
-	// to every Pod's search list (autopath candidates after the cluster ones).
+	// to every Pod's search list: autopath candidates after the cluster
+	// ones, and, with or without autopath, what forwarded NXDOMAINs are
+	// counted under (search_suffix_answers_total{kind="node_search"}).
 	SearchDomains []string
 	// PodNamespace returns the namespace of the Pod with that IP on this
 	// node, if there is exactly one; hostNetwork Pods must not be found.
 	// It must be safe for concurrent use and should not allocate.
 	PodNamespace func(netip.Addr) (string, bool)
+
+	// QueryLog writes one line per answered query to Logger, at level
+	// info: client address, transport, name, type, rcode, source and
+	// duration. At most QueryLogRate lines per second (default 100, with
+	// bursts of as many) are written; the others are dropped and counted
+	// (query_log_dropped_total). Off, it costs a nil check per query.
+	QueryLog     bool
+	QueryLogRate int
 }
 
 // Resolver answers queries. Its methods are safe for concurrent use.
@@ -158,6 +169,8 @@ type Resolver struct {
 	podNS  func(netip.Addr) (string, bool)
 	svc    [][]byte // "svc." + cluster[i], wire
 	search [][]byte // node search domains, wire
+
+	qlog *queryLog // nil when off
 
 	// inflight counts asynchronous queries; closedBit is set by Drain.
 	inflight atomic.Int64
@@ -222,18 +235,24 @@ func New(cfg Config) (*Resolver, error) {
 		r.cluster = append(r.cluster, w)
 		r.svc = append(r.svc, append([]byte("\x03svc"), w...))
 	}
+	for _, d := range cfg.SearchDomains {
+		w, err := wireDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("resolver: search domain %q: %w", d, err)
+		}
+		r.search = append(r.search, w)
+	}
 	if cfg.Autopath {
 		if cfg.PodNamespace == nil {
 			return nil, errors.New("resolver: Autopath needs PodNamespace")
 		}
 		r.podNS = cfg.PodNamespace
-		for _, d := range cfg.SearchDomains {
-			w, err := wireDomain(d)
-			if err != nil {
-				return nil, fmt.Errorf("resolver: search domain %q: %w", d, err)
-			}
-			r.search = append(r.search, w)
+	}
+	if cfg.QueryLog {
+		if cfg.QueryLogRate < 0 {
+			return nil, fmt.Errorf("resolver: QueryLogRate %d is negative", cfg.QueryLogRate)
 		}
+		r.qlog = newQueryLog(r.log, r.metrics, cfg.QueryLogRate)
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
 	r.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
@@ -310,14 +329,95 @@ func (r *Resolver) release() {
 	}
 }
 
-// observe counts the answer reply (a whole message) to q.
-func (r *Resolver) observe(reply []byte, q *dnswire.Query, proto Proto, src metrics.Source, start time.Time) {
-	if r.metrics == nil || len(reply) < dnswire.HeaderLen {
+// observe counts the answer reply (a whole message) to q, which came from
+// addr, and writes its query log line. Called once per answer sent.
+func (r *Resolver) observe(reply []byte, q *dnswire.Query, proto Proto, src metrics.Source, start time.Time, addr netip.AddrPort) {
+	if (r.metrics == nil && r.qlog == nil) || len(reply) < dnswire.HeaderLen {
 		return
 	}
-	t := metrics.UDP
-	if proto == TCP {
-		t = metrics.TCP
+	took := time.Since(start)
+	rcode := reply[3] & 0x0F
+	if r.metrics != nil {
+		t := metrics.UDP
+		if proto == TCP {
+			t = metrics.TCP
+		}
+		r.metrics.Query(t, q.Type, rcode, src, took)
+		switch src {
+		case metrics.SourceSearchSuffix:
+			r.metrics.SearchSuffix(r.suffixKind(q.Name()))
+		case metrics.SourceCache, metrics.SourceUpstream, metrics.SourceStale:
+			if uint16(rcode) == dnswire.RcodeNameError && r.underSearch(q.Name()) {
+				r.metrics.SearchSuffix(metrics.SuffixNodeSearch)
+			}
+		}
 	}
-	r.metrics.Query(t, q.Type, reply[3]&0x0F, src, time.Since(start))
+	if r.qlog != nil {
+		r.qlog.line(q, proto, rcode, src, took, addr)
+	}
+}
+
+// lblSvc is the label "svc" in wire form.
+var lblSvc = []byte("\x03svc")
+
+// aboveZone finds the cluster domain that name (lowercase wire) is under:
+// it returns the offset in name where the domain starts (-1 when name is
+// under none) and the offsets of the two labels right above it (-1 when
+// there are none). It compares at label boundaries and does not allocate.
+func (r *Resolver) aboveZone(name []byte) (at, l1, l2 int) {
+	l1, l2 = -1, -1
+	for off := 0; off < len(name) && name[off] != 0; off += int(name[off]) + 1 {
+		for _, d := range r.cluster {
+			if bytes.Equal(name[off:], d) {
+				return off, l1, l2
+			}
+		}
+		l2, l1 = l1, off
+	}
+	return -1, -1, -1
+}
+
+// suffixKind says which search suffix name, answered KindSearchSuffix by
+// the zone, carries. X.<ns>.svc.<zone> and X.svc.<zone> look alike
+// (api.example.com.svc.<zone> is X=api.example under ns=com); whether the
+// label before svc is a namespace tells them apart: one more lookup, of a
+// suffix of name, no allocation.
+func (r *Resolver) suffixKind(name []byte) metrics.SuffixKind {
+	at, l1, l2 := r.aboveZone(name)
+	if at < 0 || l1 < 0 || !bytes.Equal(name[l1:at], lblSvc) {
+		return metrics.SuffixZone
+	}
+	if l2 >= 0 && r.isNamespace(name[l2:]) {
+		return metrics.SuffixNamespace
+	}
+	return metrics.SuffixSvc
+}
+
+// isNamespace reports whether nsName, <ns>.svc.<zone> in wire form, is an
+// existing namespace: the zone answers NODATA there, NXDOMAIN otherwise.
+func (r *Resolver) isNamespace(nsName []byte) bool {
+	return r.auth.Lookup(nsName, dnswire.TypeA, nil).Kind == zone.KindNoData
+}
+
+// underSearch reports whether name (lowercase wire), outside the cluster
+// zone, is under one of the node's search domains.
+func (r *Resolver) underSearch(name []byte) bool {
+	if len(r.search) == 0 || r.inCluster(name) {
+		return false
+	}
+	for _, d := range r.search {
+		if len(name) > len(d) && bytes.Equal(name[len(name)-len(d):], d) && labelAt(name, len(name)-len(d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// labelAt reports whether a label of name starts at offset at.
+func labelAt(name []byte, at int) bool {
+	off := 0
+	for off < at && name[off] != 0 {
+		off += int(name[off]) + 1
+	}
+	return off == at
 }

@@ -176,7 +176,7 @@ func TestResolve(t *testing.T) {
 			up := testUpstream(t)
 			r := newResolver(t, testZone(t), up)
 			msg := tt.query(t)
-			out := r.Resolve(context.Background(), NewScratch(), make([]byte, 0, 512), msg, tt.proto)
+			out := r.Resolve(context.Background(), NewScratch(), make([]byte, 0, 512), msg, tt.proto, client)
 			if got := up.Calls(); got != tt.want.upstream {
 				t.Errorf("upstream exchanges = %d, want %d", got, tt.want.upstream)
 			}
@@ -296,7 +296,7 @@ func TestForwardFailures(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := newResolver(t, testZone(t), up, func(c *Config) { c.UpstreamTimeout = 50 * time.Millisecond })
 			for _, qname := range []string{"api.example.com.", "ext.default.svc.cluster.local."} {
-				out := r.Resolve(context.Background(), NewScratch(), nil, rt.Query(t, qname, dns.TypeA, 0), UDP)
+				out := r.Resolve(context.Background(), NewScratch(), nil, rt.Query(t, qname, dns.TypeA, 0), UDP, client)
 				if m := rt.Unpack(t, out); m.Rcode != dns.RcodeServerFailure || len(m.Answer) != 0 || len(m.Question) != 1 {
 					t.Errorf("%s: %v", qname, m)
 				}
@@ -337,7 +337,7 @@ func TestTruncation(t *testing.T) {
 	} {
 		for _, qname := range []string{big, "big.example.com."} {
 			t.Run(tt.name+" "+qname, func(t *testing.T) {
-				out := r.Resolve(context.Background(), NewScratch(), nil, rt.Query(t, qname, dns.TypeA, tt.edns), tt.proto)
+				out := r.Resolve(context.Background(), NewScratch(), nil, rt.Query(t, qname, dns.TypeA, tt.edns), tt.proto, client)
 				m := rt.Unpack(t, out)
 				if m.Truncated != tt.wantTC {
 					t.Fatalf("TC = %v, want %v (%d octets)", m.Truncated, tt.wantTC, len(out))
@@ -475,7 +475,7 @@ func TestCacheSeam(t *testing.T) {
 		t.Errorf("cache hit %v, %d upstream calls", m, up.Calls())
 	}
 	// A miss is forwarded and offered to the cache.
-	out = r.Resolve(context.Background(), NewScratch(), nil, rt.Query(t, "www.example.org.", dns.TypeA, 0), UDP)
+	out = r.Resolve(context.Background(), NewScratch(), nil, rt.Query(t, "www.example.org.", dns.TypeA, 0), UDP, client)
 	if m := rt.Unpack(t, out); m.Rcode != 0 || up.Calls() != 1 || c.sets != 1 {
 		t.Errorf("miss: %v, %d calls, %d sets", m, up.Calls(), c.sets)
 	}

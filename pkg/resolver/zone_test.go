@@ -53,7 +53,7 @@ func TestRealZone(t *testing.T) {
 	}
 	s := NewScratch()
 	for _, tt := range tests {
-		out := r.Resolve(context.Background(), s, nil, rt.Query(t, tt.name, tt.qtype, 1232), UDP)
+		out := r.Resolve(context.Background(), s, nil, rt.Query(t, tt.name, tt.qtype, 1232), UDP, client)
 		m := rt.Unpack(t, out)
 		if m.Rcode != tt.rcode || !m.Authoritative {
 			t.Errorf("%s: rcode %d aa %v", tt.name, m.Rcode, m.Authoritative)

@@ -79,6 +79,13 @@ func (s *Server) serveTCP(c net.Conn) {
 		s.wg.Done()
 	}()
 	var hdr [2]byte
+	// The peer, for autopath and the query log; zero (no autopath) if the
+	// listener is not TCP/IP.
+	var peer netip.AddrPort
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	for {
 		c.SetReadDeadline(time.Now().Add(s.idle))
 		// Checked after setting the deadline: Shutdown sets stopping, then
@@ -95,7 +102,7 @@ func (s *Server) serveTCP(c net.Conn) {
 			s.tcpBufs.Put(b)
 			return
 		}
-		out := s.res.Resolve(s.ctx, b.sc, b.out[:2], b.in[:n], resolver.TCP)
+		out := s.res.Resolve(s.ctx, b.sc, b.out[:2], b.in[:n], resolver.TCP, peer)
 		if out == nil {
 			s.tcpBufs.Put(b)
 			continue
