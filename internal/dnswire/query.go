@@ -117,8 +117,9 @@ func (q *Query) UDPLimit(max int) int {
 }
 
 // ParseQuery parses msg's header, question and OPT record into q. Records in
-// the answer and authority sections are skipped with bounds checks; other
-// additional records too. The error, when not nil, is always an Error.
+// the answer and authority sections are skipped with bounds checks (their
+// owner names' compression pointers checked too); other additional records
+// too. The error, when not nil, is always an Error.
 //
 // Whatever the error, q's header fields are valid once msg holds a header,
 // and q.QEnd is set when the question parsed, so that an error reply can echo
@@ -210,6 +211,11 @@ func (q *Query) parseRecords(msg []byte, off int) error {
 	other := int(q.ANCount) + int(q.NSCount)
 	total := other + int(q.ARCount)
 	for i := 0; i < total; i++ {
+		// Owner names are never used, but a malformed one makes the
+		// message malformed: FORMERR, not an answer.
+		if err := checkName(msg, off); err != nil {
+			return err
+		}
 		rr, next, err := ReadRR(msg, off)
 		if err != nil {
 			return err
@@ -234,6 +240,40 @@ func (q *Query) parseRecords(msg []byte, off int) error {
 	}
 	// Octets after the last record are ignored, as most servers do.
 	return nil
+}
+
+// checkName walks the possibly compressed name at off without copying it:
+// every pointer must point before the previous one (RFC 1035 §4.1.4 only
+// compresses to prior names), so loops and pointers past the end are found.
+func checkName(msg []byte, off int) error {
+	limit, n := off, 0
+	for {
+		if off >= len(msg) {
+			return ErrTruncated
+		}
+		l := int(msg[off])
+		switch {
+		case l == 0:
+			return nil
+		case l&0xC0 == 0xC0:
+			if off+2 > len(msg) {
+				return ErrTruncated
+			}
+			p := int(be16(msg, off) & 0x3FFF)
+			if p >= limit {
+				return ErrPointer
+			}
+			limit, off = p, p
+			continue
+		case l&0xC0 != 0:
+			return ErrLabel
+		}
+		n += l + 1
+		if n+1 > MaxNameLen {
+			return ErrNameTooLong
+		}
+		off += l + 1
+	}
 }
 
 // validOptions reports whether rdata is a well-formed sequence of EDNS0

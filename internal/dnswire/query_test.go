@@ -181,6 +181,12 @@ func TestParseQueryErrors(t *testing.T) {
 		{"answer count past end", rawQuery(0x0100, 1, 1, 0, 0, qWWW), ErrTruncated, true, RcodeFormatError, true},
 		{"rdata past end", rawQuery(0x0100, 1, 1, 0, 0, qWWW, []byte{0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 1, 2}), ErrTruncated, true, RcodeFormatError, true},
 		{"two OPT", rawQuery(0x0100, 1, 0, 0, 2, qWWW, optRR, optRR2), ErrMultipleOPT, true, RcodeFormatError, true},
+		// Names of skipped records: a pointer to itself, past the end, and a backward one into a forward one.
+		{"answer owner points at itself", rawQuery(0x0100, 1, 1, 0, 0, qWWW, []byte{0xC0, byte(12 + len(qWWW)), 0, 1, 0, 1, 0, 0, 0, 0, 0, 0}), ErrPointer, true, RcodeFormatError, true},
+		{"additional owner past the end", rawQuery(0x0100, 1, 0, 0, 1, qWWW, []byte{0xC0, 0xFF, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0}), ErrPointer, true, RcodeFormatError, true},
+		{"answer owner loops through rdata", rawQuery(0x0100, 1, 2, 0, 0, qWWW,
+			[]byte{0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 2, 0xC0, byte(12 + len(qWWW) + 13)}, // rdata: a pointer to the next owner
+			[]byte{0xC0, byte(12 + len(qWWW) + 11), 0, 1, 0, 1, 0, 0, 0, 0, 0, 0}), ErrPointer, true, RcodeFormatError, true},
 		{"OPT not at root", rawQuery(0x0100, 1, 0, 0, 1, qWWW, []byte{1, 'x'}, optRR), ErrBadOPT, true, RcodeFormatError, true},
 		{"OPT in answer section", rawQuery(0x0100, 1, 1, 0, 0, qWWW, optRR), ErrBadOPT, true, RcodeFormatError, true},
 		{"OPT option past rdata", rawQuery(0x0100, 1, 0, 0, 1, qWWW, []byte{0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 5, 0, 10, 0, 8, 1}), ErrBadOPT, true, RcodeFormatError, true},
