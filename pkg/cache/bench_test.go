@@ -21,7 +21,7 @@ func BenchmarkGetHit(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, hit, _ := c.Get(buf, r.msg, &r.q); !hit {
+		if _, hit := c.Get(buf, r.msg, &r.q); hit == Miss {
 			b.Fatal("miss")
 		}
 	}
@@ -44,7 +44,7 @@ func BenchmarkGetHitParallel(b *testing.B) {
 		for pb.Next() {
 			r := reqs[i&255]
 			i++
-			if _, hit, _ := c.Get(buf, r.msg, &r.q); !hit {
+			if _, hit := c.Get(buf, r.msg, &r.q); hit == Miss {
 				b.Error("miss")
 				return
 			}

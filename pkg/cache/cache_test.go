@@ -460,11 +460,11 @@ func TestPrefetch(t *testing.T) {
 	c.Set(&r.q, up)
 	pf := func() bool {
 		t.Helper()
-		_, hit, p := c.Get(nil, r.msg, &r.q)
-		if !hit {
+		_, hit := c.Get(nil, r.msg, &r.q)
+		if hit == Miss {
 			t.Fatal("miss")
 		}
-		return p
+		return hit == Prefetch
 	}
 	if pf() || pf() { // hits 1, 2 with 30 s left
 		t.Fatal("prefetch too early")
@@ -500,7 +500,7 @@ func TestPrefetch(t *testing.T) {
 		}
 		clk.Advance(29 * time.Second)
 		for range hits {
-			if _, _, p := c.Get(nil, r.msg, &r.q); p {
+			if _, hit := c.Get(nil, r.msg, &r.q); hit == Prefetch {
 				t.Errorf("prefetch on=%v after %d hits", on, hits)
 			}
 		}
@@ -539,7 +539,7 @@ func TestConcurrent(t *testing.T) {
 				case 3:
 					clk.Advance(100 * time.Millisecond)
 				default:
-					if out, hit, _ := c.Get(buf[:0], r.msg, &r.q); hit && dnswire.ID(out) != 0x1234 {
+					if out, hit := c.Get(buf[:0], r.msg, &r.q); hit != Miss && dnswire.ID(out) != 0x1234 {
 						t.Errorf("answer with ID %#x", dnswire.ID(out))
 						return
 					}
@@ -593,14 +593,14 @@ func TestGetAllocs(t *testing.T) {
 		name  string
 		r     *req
 		rcode int
-		hit   bool
+		hit   Hit
 	}{
-		{"fresh", fresh, 0, true}, {"stale", stale, 0, true}, {"SERVFAIL mark", failed, dns.RcodeServerFailure, true}, {"miss", miss, 0, false},
+		{"fresh", fresh, 0, Fresh}, {"stale", stale, 0, Stale}, {"SERVFAIL mark", failed, dns.RcodeServerFailure, Failed}, {"miss", miss, 0, Miss},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out, hit, _ := c.Get(buf, tt.r.msg, &tt.r.q)
-			if hit != tt.hit || (hit && unpack(t, out).Rcode != tt.rcode) {
-				t.Fatalf("hit %v", hit)
+			out, hit := c.Get(buf, tt.r.msg, &tt.r.q)
+			if hit != tt.hit || (hit != Miss && unpack(t, out).Rcode != tt.rcode) {
+				t.Fatalf("hit %v, want %v", hit, tt.hit)
 			}
 			if n := testing.AllocsPerRun(200, func() { c.Get(buf, tt.r.msg, &tt.r.q) }); n != 0 {
 				t.Errorf("Get allocates %v times", n)

@@ -147,8 +147,8 @@ func normalize(t testing.TB, in ...string) string {
 // get does a Get and unpacks the answer; nil on a miss.
 func get(t testing.TB, c *Cache, r *req) *dns.Msg {
 	t.Helper()
-	out, hit, _ := c.Get(nil, r.msg, &r.q)
-	if !hit {
+	out, hit := c.Get(nil, r.msg, &r.q)
+	if hit == Miss {
 		if len(out) != 0 {
 			t.Fatalf("miss appended %x", out)
 		}

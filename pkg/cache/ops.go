@@ -4,8 +4,19 @@ import (
 	"github.com/nodedns/nodedns/internal/dnswire"
 )
 
+// Hit says what Get found, so the caller can label the answer's source.
+type Hit uint8
+
+const (
+	Miss     Hit = iota // no answer; dst unchanged
+	Fresh               // the stored answer, TTLs lowered by its age
+	Prefetch            // Fresh, and the caller should refresh the entry now
+	Stale               // an expired answer, served while the upstream fails
+	Failed              // SERVFAIL remembered for a failing upstream
+)
+
 // Get appends to dst the cached answer to q, which was parsed from msg,
-// and reports whether there was one. It neither blocks on anything but a
+// and says what it was (Miss: none). It neither blocks on anything but a
 // shard's mutex nor allocates. The answer is, by the entry's state:
 //
 //   - fresh: the stored answer, TTLs lowered by its age;
@@ -13,13 +24,13 @@ import (
 //     ago and the answer is within StaleWindow: the stale answer, TTLs
 //     StaleTTL (RFC 8767 §4, §5), counted in Stats.Stale;
 //   - a failure mark less than ServFailTTL old: SERVFAIL;
-//   - anything else: no answer (hit false), dst unchanged.
+//   - anything else: Miss, dst unchanged.
 //
-// prefetch is true at most once per stored answer: on a hit that makes
+// Prefetch is returned at most once per stored answer: on a hit that makes
 // the entry popular (PrefetchHits hits) while less than a tenth of its
 // TTL remains, when Config.Prefetch is set. The caller should then
 // refresh the entry (Set with a new reply) in the background.
-func (c *Cache) Get(dst, msg []byte, q *dnswire.Query) (out []byte, hit, prefetch bool) {
+func (c *Cache) Get(dst, msg []byte, q *dnswire.Query) ([]byte, Hit) {
 	fl, h, s := c.locate(q)
 	now := c.clock()
 	s.mu.Lock()
@@ -27,19 +38,22 @@ func (c *Cache) Get(dst, msg []byte, q *dnswire.Query) (out []byte, hit, prefetc
 	if !ok || !e.matches(q, fl) {
 		s.st.misses++
 		s.mu.Unlock()
-		return dst, false, false
+		return dst, Miss
 	}
 	if e.msg != nil && now < e.expires {
 		e.hits++
+		kind := Fresh
 		if c.prefetch && !e.prefetched && e.hits >= c.hotHits && (e.expires-now)*prefetchPart <= e.expires-e.stored {
 			e.prefetched = true
-			prefetch = true
+			kind = Prefetch
 			s.st.prefetches++
 		}
 		s.st.hits++
 		s.mu.Unlock()
-		out, hit = c.appendFresh(dst, msg, q, e, now)
-		return out, hit, prefetch
+		if out, ok := c.appendFresh(dst, msg, q, e, now); ok {
+			return out, kind
+		}
+		return dst, Miss
 	}
 	if now < e.failUntil {
 		switch {
@@ -47,12 +61,14 @@ func (c *Cache) Get(dst, msg []byte, q *dnswire.Query) (out []byte, hit, prefetc
 			s.st.failHits++
 			s.mu.Unlock()
 			a := dnswire.Answer{Rcode: dnswire.RcodeServerFailure, EDNSSize: c.ednsSize}
-			return dnswire.AppendResponse(dst, msg, q, &a, dnswire.MaxMsgLen), true, false
+			return dnswire.AppendResponse(dst, msg, q, &a, dnswire.MaxMsgLen), Failed
 		case now < e.staleEnd:
 			s.st.stale++
 			s.mu.Unlock()
-			out, hit = c.appendStale(dst, msg, q, e)
-			return out, hit, false
+			if out, ok := c.appendStale(dst, msg, q, e); ok {
+				return out, Stale
+			}
+			return dst, Miss
 		}
 	}
 	if e.msg == nil || now >= e.staleEnd {
@@ -60,7 +76,7 @@ func (c *Cache) Get(dst, msg []byte, q *dnswire.Query) (out []byte, hit, prefetc
 	}
 	s.st.misses++
 	s.mu.Unlock()
-	return dst, false, false
+	return dst, Miss
 }
 
 // Stale appends to dst the best answer the cache has for q after the

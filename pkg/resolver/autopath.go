@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/cache"
 	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
@@ -303,8 +304,8 @@ func (r *Resolver) autopathUpstream(ctx context.Context, q *dnswire.Query, cand 
 	}
 	var reply []byte
 	if r.cache != nil {
-		if out, hit, prefetch := r.cache.Get(nil, msg, &cq); hit {
-			if prefetch {
+		if out, hit := r.cache.Get(nil, msg, &cq); hit != cache.Miss {
+			if hit == cache.Prefetch {
 				r.prefetch(&cq, msg)
 			}
 			reply = out

@@ -13,6 +13,7 @@ import (
 	"github.com/nodedns/nodedns/internal/dnstest"
 	"github.com/nodedns/nodedns/internal/dnswire"
 	"github.com/nodedns/nodedns/pkg/cache"
+	"github.com/nodedns/nodedns/pkg/metrics"
 	rt "github.com/nodedns/nodedns/pkg/resolver/resolvertest"
 	"github.com/nodedns/nodedns/pkg/upstream"
 )
@@ -355,7 +356,8 @@ func TestServeStaleResolver(t *testing.T) {
 	clk := new(fakeClock)
 	c := newCache(t, clk)
 	up := newSwitchUpstream(t, "api.example.com. 60 IN A 192.0.2.10")
-	r := newResolver(t, testZone(t), up, func(cfg *Config) { cfg.Cache = c })
+	met := metrics.New()
+	r := newResolver(t, testZone(t), up, func(cfg *Config) { cfg.Cache = c; cfg.Metrics = met })
 	s := NewScratch()
 	snd := make(chanSender, 10)
 	msg := rt.Query(t, "api.example.com.", dns.TypeA, 1232)
@@ -386,6 +388,12 @@ func TestServeStaleResolver(t *testing.T) {
 	}
 	if st := c.Stats(); st.Stale != 3 {
 		t.Errorf("stale answers counted: %d", st.Stale)
+	}
+	// Answered from the cache's stale entry, so labelled stale, not cache.
+	for src, want := range map[string]float64{"stale": 3, "cache": 0} {
+		if got := sample(t, met.Registry(), "nodedns_responses_total", map[string]string{"source": src}); got != want {
+			t.Errorf("responses_total{source=%q} = %v, want %v", src, got, want)
+		}
 	}
 	// Past the window: SERVFAIL, and then SERVFAIL from the cache briefly.
 	clk.Advance(2 * time.Hour)

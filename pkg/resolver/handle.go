@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/cache"
 	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
@@ -188,9 +189,12 @@ func (r *Resolver) outside(s *Scratch, dst, msg []byte, proto Proto) ([]byte, ac
 		return r.respond(dst, msg, q, proto, &a), actReply, zone.Result{}
 	}
 	if r.cache != nil {
-		if out, hit, prefetch := r.cache.Get(dst, msg, q); hit {
+		if out, hit := r.cache.Get(dst, msg, q); hit != cache.Miss {
 			s.src = metrics.SourceCache
-			if prefetch {
+			switch hit {
+			case cache.Stale:
+				s.src = metrics.SourceStale
+			case cache.Prefetch:
 				r.prefetch(q, msg) // allocates, once per entry's life
 			}
 			return r.fit(out, len(dst), msg, q, proto), actReply, zone.Result{}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/cache"
 	"github.com/nodedns/nodedns/pkg/metrics"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
@@ -60,11 +61,11 @@ type Upstream interface {
 // must be safe for concurrent use.
 type Cache interface {
 	// Get appends to dst the stored answer to q, which was parsed from msg,
-	// patched for this query (ID, question case, TTLs), and reports whether
-	// there was one; prefetch asks the caller to refresh the entry in the
-	// background (at most once per stored answer). It must neither block
-	// nor allocate.
-	Get(dst, msg []byte, q *dnswire.Query) (out []byte, hit, prefetch bool)
+	// patched for this query (ID, question case, TTLs), and says what it
+	// was: cache.Miss (none), a fresh answer, one to refresh in the
+	// background (cache.Prefetch, at most once per stored answer), a stale
+	// one or a remembered failure. It must neither block nor allocate.
+	Get(dst, msg []byte, q *dnswire.Query) ([]byte, cache.Hit)
 	// Set offers reply, the upstream's answer to q. It may lower the TTLs
 	// in reply to the ones the cache will serve, so that the answer sent
 	// now agrees with later hits; it does not keep reply.

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/nodedns/nodedns/internal/dnswire"
+	"github.com/nodedns/nodedns/pkg/cache"
 	rt "github.com/nodedns/nodedns/pkg/resolver/resolvertest"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
@@ -440,14 +441,14 @@ type fakeCache struct {
 	sets int
 }
 
-func (c *fakeCache) Get(dst, msg []byte, q *dnswire.Query) ([]byte, bool, bool) {
+func (c *fakeCache) Get(dst, msg []byte, q *dnswire.Query) ([]byte, cache.Hit) {
 	if c.msg == nil || string(q.Name()) != c.name {
-		return dst, false, false
+		return dst, cache.Miss
 	}
 	start := len(dst)
 	dst = append(dst, c.msg...)
 	dnswire.SetID(dst[start:], q.ID)
-	return dst, true, false
+	return dst, cache.Fresh
 }
 
 func (c *fakeCache) Set(q *dnswire.Query, reply []byte) {
