@@ -41,6 +41,10 @@ Usage: bash bench/compare.sh [--quick] [options]
   --with-coredns-k8s-cache
                         also measure CoreDNS kubernetes + `cache 30` (the stock
                         kube-dns Corefile shape) in zone/ndots
+  --baseline PATH       also measure another nodedns, interleaved with this tree's, as
+                        nodedns-base / nodedns-k8s-base: a binary, or a source tree
+                        (built with go build ./cmd/nodedns), e.g. a git worktree of HEAD
+  --skip LIST           comma-separated peers not to run in hits: unbound,dnsmasq
   --server-cpu N        CPU for the server under test (default 0)
   --client-cpu N        CPU for dnsperf, the upstream and the API server (default 1)
   --nice N              run the servers under test and dnsperf at this nice level (default 0;
@@ -68,6 +72,9 @@ CLIENTS=${BENCH_CLIENTS:-4}
 SCENARIOS=${BENCH_SCENARIOS:-hits,zone,ndots}
 NODEDNS_SOURCE=${BENCH_NODEDNS_SOURCE:-api}
 K8S_CACHE=0
+BASELINE=
+SKIP=
+NODEDNS_BASE_REV=
 SERVER_CPU=0
 CLIENT_CPU=1
 NICE=0
@@ -91,6 +98,8 @@ while [[ $# -gt 0 ]]; do
 	--scenarios) need_arg "$@"; SCENARIOS=$2; shift ;;
 	--nodedns-source) need_arg "$@"; NODEDNS_SOURCE=$2; shift ;;
 	--with-coredns-k8s-cache) K8S_CACHE=1 ;;
+	--baseline) need_arg "$@"; BASELINE=$2; shift ;;
+	--skip) need_arg "$@"; SKIP=$2; shift ;;
 	--server-cpu) need_arg "$@"; SERVER_CPU=$2; shift ;;
 	--client-cpu) need_arg "$@"; CLIENT_CPU=$2; shift ;;
 	--nice) need_arg "$@"; NICE=$2; shift ;;
@@ -124,6 +133,12 @@ for s in "${_sc[@]}"; do
 	*) die "--scenarios: unknown scenario '$s' (want hits, zone, ndots)" ;;
 	esac
 done
+IFS=, read -ra _sk <<<"$SKIP"
+for s in "${_sk[@]}"; do
+	case $s in unbound | dnsmasq) ;; *) die "--skip: want unbound and/or dnsmasq, got '$s'" ;; esac
+done
+skipped() { [[ ,$SKIP, == *",$1,"* ]]; }
+[[ -z $BASELINE || -x $BASELINE || -d $BASELINE ]] || die "--baseline: $BASELINE is neither an executable nor a directory"
 NEED_K8S=$((DO_ZONE | DO_NDOTS))
 ((DO_HITS | NEED_K8S)) || die "--scenarios: nothing to run"
 
@@ -459,6 +474,7 @@ measure() {
 
 version_of() {
 	case $1 in
+	nodedns*-base) echo "nodedns $NODEDNS_BASE_REV" ;;
 	nodedns*) echo "nodedns $NODEDNS_REV" ;;
 	coredns*) echo "CoreDNS $COREDNS_VERSION" ;;
 	unbound) echo "Unbound $(unbound -V 2>/dev/null | sed -n 's/^Version //p')" ;;
@@ -468,6 +484,8 @@ version_of() {
 describe() {
 	case $1 in
 	nodedns) echo "\`--upstream\`, a cache if the tree has pkg/cache" ;;
+	nodedns-base) echo "baseline, \`--upstream\`" ;;
+	nodedns-k8s-base) echo "baseline, $(describe nodedns-k8s)" ;;
 	coredns) echo "\`cache 30\` + \`forward\`" ;;
 	unbound) echo "forward-zone \".\", 1 thread" ;;
 	dnsmasq) echo "\`--cache-size=10000\`" ;;
@@ -489,7 +507,7 @@ report() {
 	model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 	hv=$(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p' | head -1)
 	echo "- Machine: $(nproc) CPUs, ${model:-unknown model}${hv:+, VM ($hv)}, kernel $(uname -r), Go $(go env GOVERSION)"
-	echo "- nodedns $NODEDNS_REV, CoreDNS $COREDNS_VERSION, $(version_of unbound), $(version_of dnsmasq), dnsperf $(dnsperf -H 2>&1 | sed -n 's/^Version //p' | head -1)"
+	echo "- nodedns $NODEDNS_REV${NODEDNS_BASE_REV:+ (baseline: nodedns $NODEDNS_BASE_REV)}, CoreDNS $COREDNS_VERSION, $(version_of unbound), $(version_of dnsmasq), dnsperf $(dnsperf -H 2>&1 | sed -n 's/^Version //p' | head -1)"
 	echo "- Server on CPU $SERVER_CPU; dnsperf, the upstream and the API server on CPU $CLIENT_CPU; nice $NICE for the servers under test and dnsperf. $ROUNDS round(s), order alternated each round; each run ${DURATION} s after $WARM warm-up pass(es); \`dnsperf -q 100 -c $CLIENTS\`; fixed rate \`-Q $RATE\`."
 	echo "- Load average (1, 5, 15 min) at start $LOAD_START, at end $LOAD_END; measuring took ${MEASURE_SECS} s."
 	[[ -n $CHECK_NOTE ]] && echo "- $CHECK_NOTE"
@@ -552,6 +570,22 @@ report() {
 		print "† at the fixed rate, in some round, answered under 99% of " rate "/s × " dur " s or lost over 0.1%; ‡ under 99% of answers had the expected rcode."
 		if (no) printf "Server CPU during the fixed-rate runs: other processes median %.1f%% (max %.1f%%), irq+softirq median %.1f%%, steal median %.1f%%; load average median %.2f (max %.2f).\n", med(other, no), mmax(other, no), med(irq, ni), med(steal, ns), med(load, nl), mmax(load, nl)
 		print ""
+		nb = 0
+		for (i = 1; i <= ns_; i++) {
+			sc = scens[i]; sv = sc == "hits" ? "nodedns" : "nodedns-k8s"
+			if (!((sc, sv "-base", 1) in row)) continue
+			if (!nb++) {
+				print "### Against the baseline"
+				print ""
+				print "Median of the per-round ratios this tree / baseline (below 1: this tree is cheaper or faster)."
+				print ""
+				print "| scenario | max QPS | CPU µs/query @max | CPU µs/query @" rate "/s | p99 @" rate "/s |"
+				print "|---|---:|---:|---:|---:|"
+			}
+			printf "| %s | %s | %s | %s | %s |\n", title[sc], fmt_ratio(mratio(sc, sv, sv "-base", 4)), fmt_ratio(mratio(sc, sv, sv "-base", 5)),
+				fmt_ratio(mratio(sc, sv, sv "-base", 13)), fmt_ratio(mratio(sc, sv, sv "-base", 10))
+		}
+		if (nb) print ""
 		print "### Targets (issue 3)"
 		print ""
 		for (i = 1; i <= ns_; i++) {
@@ -657,6 +691,15 @@ fi
 log "building nodedns ($NODEDNS_REV) and bench/kubeload from $REPO"
 (cd "$REPO" && go build -o "$WORK/nodedns" ./cmd/nodedns && go build -o "$WORK/kubeload" ./bench/kubeload) >&2 ||
 	die "go build failed (the tree may be mid-edit)"
+if [[ -d $BASELINE ]]; then
+	NODEDNS_BASE_REV=$(cd "$BASELINE" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	[[ -n $(cd "$BASELINE" && git --no-optional-locks status --porcelain 2>/dev/null | head -1) ]] && NODEDNS_BASE_REV+="+dirty"
+	log "building the baseline nodedns ($NODEDNS_BASE_REV) from $BASELINE"
+	(cd "$BASELINE" && go build -o "$WORK/nodedns-base" ./cmd/nodedns) >&2 || die "baseline: go build failed"
+elif [[ -n $BASELINE ]]; then
+	NODEDNS_BASE_REV="binary $(basename "$BASELINE") ($(sha256sum "$BASELINE" | cut -c1-8))"
+	cp "$BASELINE" "$WORK/nodedns-base"
+fi
 
 # Upstream zone: NAMES A records, TTL 3600.
 UP_ADDR=127.0.0.2
@@ -690,17 +733,19 @@ EOF
 # Flags the binary may or may not have yet (the tree evolves): with
 # upgrade handoff, every instance would share /run/nodedns/handoff.sock with
 # each other and with any other nodedns on the machine; turn it off.
-NODEDNS_EXTRA=()
-if "$WORK/nodedns" -h 2>&1 | grep -q -- '-handoff-socket'; then NODEDNS_EXTRA+=(--handoff-socket=); fi
+nodedns_extra() { # BIN -> flags for it, one a line
+	if "$1" -h 2>&1 | grep -q -- '-handoff-socket'; then echo --handoff-socket=; fi
+}
 
-# nodedns NAME ZONE-FILE|--kubeconfig=PATH: a nodedns on its own ports.
+# nodedns NAME ZONE-FILE|--kubeconfig=PATH [BIN]: a nodedns on its own ports.
 start_nodedns() {
-	local name=$1 src=$2
+	local name=$1 src=$2 bin=${3:-$WORK/nodedns} extra
+	mapfile -t extra < <(nodedns_extra "$bin")
 	PORT[$name]=$(pick_port)
 	local srcflag=(--zone-file "$src")
 	[[ $src == --kubeconfig=* ]] && srcflag=("$src")
 	# shellcheck disable=SC2086
-	start "$name" "$SERVER_CPU" "$WORK/nodedns" "${srcflag[@]}" "${NODEDNS_EXTRA[@]}" \
+	start "$name" "$SERVER_CPU" "$bin" "${srcflag[@]}" "${extra[@]}" \
 		--listen "127.0.0.1:${PORT[$name]}" --upstream "$UP_ADDR:${PORT[upstream]}" --resolv-conf /dev/null \
 		--setup-interface=false --setup-rules=false \
 		--health-listen "127.0.0.1:$(pick_port)" --metrics-listen "127.0.0.1:$(pick_port)" \
@@ -718,6 +763,11 @@ fi
 HITS_SERVERS=() ZONE_SERVERS=()
 if ((DO_HITS)); then
 	start_nodedns nodedns "$WORK/conf/example-zone.yaml"
+	HITS_SERVERS=(nodedns)
+	if [[ -n $BASELINE ]]; then
+		start_nodedns nodedns-base "$WORK/conf/example-zone.yaml" "$WORK/nodedns-base"
+		HITS_SERVERS+=(nodedns-base)
+	fi
 
 	PORT[coredns]=$(pick_port)
 	cat >"$WORK/conf/Corefile.cache" <<EOF
@@ -755,14 +805,20 @@ forward-zone:
     name: "."
     forward-addr: $UP_ADDR@${PORT[upstream]}
 EOF
-	unbound-checkconf "$WORK/conf/unbound.conf" >&2 || die "unbound.conf rejected"
-	start unbound "$SERVER_CPU" unbound -d -c "$WORK/conf/unbound.conf"
+	HITS_SERVERS+=(coredns)
+	if ! skipped unbound; then
+		unbound-checkconf "$WORK/conf/unbound.conf" >&2 || die "unbound.conf rejected"
+		start unbound "$SERVER_CPU" unbound -d -c "$WORK/conf/unbound.conf"
+		HITS_SERVERS+=(unbound)
+	fi
 
-	PORT[dnsmasq]=$(pick_port)
-	start dnsmasq "$SERVER_CPU" dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= \
-		--no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 --port="${PORT[dnsmasq]}" \
-		--server="$UP_ADDR#${PORT[upstream]}" --cache-size=10000 --max-cache-ttl=30
-	HITS_SERVERS=(nodedns coredns unbound dnsmasq)
+	if ! skipped dnsmasq; then
+		PORT[dnsmasq]=$(pick_port)
+		start dnsmasq "$SERVER_CPU" dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= \
+			--no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 --port="${PORT[dnsmasq]}" \
+			--server="$UP_ADDR#${PORT[upstream]}" --cache-size=10000 --max-cache-ttl=30
+		HITS_SERVERS+=(dnsmasq)
+	fi
 fi
 
 if ((NEED_K8S)); then
@@ -786,13 +842,12 @@ if ((NEED_K8S)); then
 		echo "}"
 	}
 	case $NODEDNS_SOURCE in
-	api) start_nodedns nodedns-k8s "--kubeconfig=$DNS_KUBECONFIG" ;;
-	file) start_nodedns nodedns-k8s "$WORK/conf/cluster-zone.yaml" ;;
-	both)
-		start_nodedns nodedns-k8s "--kubeconfig=$DNS_KUBECONFIG"
-		start_nodedns nodedns-zonefile "$WORK/conf/cluster-zone.yaml"
-		;;
+	file) k8s_src=$WORK/conf/cluster-zone.yaml ;;
+	*) k8s_src="--kubeconfig=$DNS_KUBECONFIG" ;;
 	esac
+	start_nodedns nodedns-k8s "$k8s_src"
+	[[ -n $BASELINE ]] && start_nodedns nodedns-k8s-base "$k8s_src" "$WORK/nodedns-base"
+	[[ $NODEDNS_SOURCE == both ]] && start_nodedns nodedns-zonefile "$WORK/conf/cluster-zone.yaml"
 	# The zone-file instance is always started: it proves the zone file and
 	# the API server hold the same answers (measured only with "both" or "file").
 	[[ -z ${PID[nodedns-zonefile]:-} && $NODEDNS_SOURCE == api ]] &&
@@ -801,6 +856,7 @@ if ((NEED_K8S)); then
 	k8s_corefile "${PORT[coredns-k8s]}" >"$WORK/conf/Corefile.k8s"
 	start coredns-k8s "$SERVER_CPU" "$COREDNS_BIN" -conf "$WORK/conf/Corefile.k8s" -quiet
 	ZONE_SERVERS=(nodedns-k8s)
+	[[ -n $BASELINE ]] && ZONE_SERVERS+=(nodedns-k8s-base)
 	[[ $NODEDNS_SOURCE == both ]] && ZONE_SERVERS+=(nodedns-zonefile)
 	ZONE_SERVERS+=(coredns-k8s)
 	if ((K8S_CACHE)); then
@@ -894,6 +950,6 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Everything the report needs, so --report-from can redo it from a kept run.
 declare -p SCEN_LIST HITS_SERVERS ZONE_SERVERS RATE DURATION ROUNDS WARM CLIENTS NICE SERVER_CPU CLIENT_CPU \
-	LOAD_START LOAD_END MEASURE_SECS CHECK_NOTE NODEDNS_REV NODEDNS_SOURCE ORDER RUN_DATE >"$WORK/state.sh"
+	LOAD_START LOAD_END MEASURE_SECS CHECK_NOTE NODEDNS_REV NODEDNS_BASE_REV NODEDNS_SOURCE ORDER RUN_DATE >"$WORK/state.sh"
 emit_report
 log "done in $((SECONDS - START_TIME)) s (measuring ${MEASURE_SECS} s)"

@@ -220,7 +220,7 @@ func TestListenersLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls := srv.Listeners()
-	if len(ls) != 2 {
+	if len(ls) != srv.cfg.UDPSockets+1 { // UDP sockets (default GOMAXPROCS) and one TCP listener
 		t.Fatalf("Listeners = %+v", ls)
 	}
 	for _, l := range ls {

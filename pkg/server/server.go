@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,10 +30,14 @@ type Config struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// UDPSockets is the number of SO_REUSEPORT sockets per address (the
-	// kernel spreads flows over them); default 1.
+	// kernel spreads flows over them); default GOMAXPROCS on Linux, else 1
+	// (see ReusePort). Sockets, not readers, are what runs in parallel:
+	// readers of one socket take turns (its read lock, held while waiting)
+	// and hand it over on every wake-up.
 	UDPSockets int
 	// UDPReaders is the number of reader goroutines per UDP socket; default
-	// GOMAXPROCS.
+	// 1. More cost CPU per query (+15% at 10,000 q/s on one core,
+	// BENCHMARKS.md).
 	UDPReaders int
 	// UDPReadBuffer sets SO_RCVBUF of the UDP sockets; 0 keeps the system
 	// default.
@@ -55,6 +58,10 @@ type Config struct {
 	// matches). Start takes ownership (Shutdown closes them, as does a
 	// failed Start); until Start is called the caller owns them.
 	Inherited []Listener
+
+	// udpLoop makes the UDP readers take one packet per syscall (the
+	// portable loop) even where they could batch: tests and benchmarks.
+	udpLoop bool
 }
 
 // Server serves DNS over UDP and TCP. Start and Shutdown are safe for
@@ -102,10 +109,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.UDPSockets <= 0 {
-		cfg.UDPSockets = 1
+		cfg.UDPSockets = defaultUDPSockets()
 	}
 	if cfg.UDPReaders <= 0 {
-		cfg.UDPReaders = runtime.GOMAXPROCS(0)
+		cfg.UDPReaders = 1
 	}
 	if cfg.TCPMaxConns <= 0 {
 		cfg.TCPMaxConns = 1000

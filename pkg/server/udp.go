@@ -17,7 +17,9 @@ import (
 // most of its cost per query (BENCHMARKING.md). Here a fixed set of reader
 // goroutines each keep their own buffers and Scratch, so a zone answer is
 // read, parsed, looked up, built and written without allocating; only
-// queries that need the upstream leave the reader (resolver.Handle).
+// queries that need the upstream leave the reader (resolver.Handle). On
+// Linux the readers work in batches (udp_linux.go); readUDPLoop, one packet
+// per syscall, is the portable version.
 
 // listenUDP binds n SO_REUSEPORT sockets on ap.
 func listenUDP(ctx context.Context, ap netip.AddrPort, n, rcvbuf int) ([]*net.UDPConn, error) {
@@ -52,11 +54,17 @@ func (u *udpSender) Send(msg []byte, to netip.AddrPort) {
 	}
 }
 
-// readUDP serves one socket until Shutdown: read, answer, write, with
-// buffers of its own (ReadFromUDPAddrPort and WriteToUDPAddrPort do not
-// allocate).
+// readUDP serves one socket until Shutdown.
 func (s *Server) readUDP(c *net.UDPConn, snd *udpSender) {
 	defer s.wg.Done()
+	if s.cfg.udpLoop || !s.readUDPBatch(c, snd) {
+		s.readUDPLoop(c, snd)
+	}
+}
+
+// readUDPLoop reads, answers and writes one packet at a time, with buffers
+// of its own (ReadFromUDPAddrPort and WriteToUDPAddrPort do not allocate).
+func (s *Server) readUDPLoop(c *net.UDPConn, snd *udpSender) {
 	sc := resolver.NewScratch()
 	in := make([]byte, dnswire.MaxMsgLen)
 	out := make([]byte, 0, dnswire.MaxMsgLen)
