@@ -83,7 +83,7 @@ type Server struct {
 	udp      []*net.UDPConn
 	tcp      []net.Listener
 	lns      []Listener // udp and tcp with their addresses, for Listeners
-	conns    map[net.Conn]struct{}
+	conns    map[net.Conn]*connState
 	done     chan struct{} // closed when Shutdown has finished
 	err      error         // Shutdown's result, set before done is closed
 
@@ -125,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 		res:     cfg.Resolver,
 		log:     cfg.Logger,
 		idle:    cfg.TCPIdleTimeout,
-		conns:   make(map[net.Conn]struct{}),
+		conns:   make(map[net.Conn]*connState),
 		done:    make(chan struct{}),
 		connSem: make(chan struct{}, cfg.TCPMaxConns),
 	}
@@ -267,14 +267,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err == nil {
 		err = s.res.Drain(ctx) // answers still waiting for the upstream
 	} else {
+		// Out of grace: connections close before the waiting queries are
+		// cancelled, so a TCP client sees the close, never a SERVFAIL
+		// racing it.
+		s.closeConns()
 		s.res.Drain(ctx) // cancels them
 	}
 	s.cancel()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.closeConns()
 	for _, c := range s.udp {
 		c.Close()
 	}
@@ -284,15 +284,47 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // track registers a new TCP connection unless the Server is stopping.
-func (s *Server) track(c net.Conn) bool {
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+}
+
+// connState is what the server knows of one TCP connection.
+type connState struct {
+	// idle: waiting for the first octet of the next message, so closing
+	// it loses no query in progress.
+	idle atomic.Bool
+}
+
+func (s *Server) track(c net.Conn) *connState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping.Load() {
-		return false
+		return nil
 	}
-	s.conns[c] = struct{}{}
+	st := &connState{}
+	s.conns[c] = st
 	s.wg.Add(1)
-	return true
+	return st
+}
+
+// reclaimIdle wakes every idle connection with a past deadline, so it
+// closes and frees its slot, and returns how many it woke. RFC 7766
+// §6.2.3: under resource pressure a server may close idle connections.
+func (s *Server) reclaimIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c, st := range s.conns {
+		if st.idle.Load() {
+			c.SetReadDeadline(time.Unix(1, 0))
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) untrack(c net.Conn) {

@@ -344,18 +344,54 @@ func TestTCPIdleAndPartial(t *testing.T) {
 	}
 }
 
+// TestTCPMaxConns: at the bound, idle connections give up their slots to
+// new ones; connections busy with a query keep theirs, and a new one is
+// closed unanswered.
 func TestTCPMaxConns(t *testing.T) {
-	ts := start(t, nil, func(c *Config) { c.TCPMaxConns = 2; c.TCPIdleTimeout = time.Minute })
-	// Two connections, each proven served (so both are counted).
+	release := make(chan struct{})
+	defer close(release)
+	busy := make(chan struct{}, 2)
+	up := &rt.Upstream{ExchangeFunc: func(ctx context.Context, q []byte) ([]byte, error) {
+		busy <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("released")
+	}}
+	ts := start(t, up, func(c *Config) { c.TCPMaxConns = 2; c.TCPIdleTimeout = time.Minute })
+
+	// Two idle connections, each proven served (so both are counted).
+	var idle []net.Conn
 	for i := range 2 {
 		c := tcpConn(t, ts.addr)
 		c.Write(framed(t, msg(web, dns.TypeA, 0), uint16(i)))
 		readFramed(t, c)
+		idle = append(idle, c)
 	}
-	// The third is closed unanswered: with a one-minute idle timeout, a close
-	// within expectClosed's 5 s is the bound at work.
+	// A third is answered at once, and the idle ones are closed for it
+	// (with a one-minute idle timeout, a close within expectClosed's 5 s
+	// is the reclaim at work).
 	c := tcpConn(t, ts.addr)
 	c.Write(framed(t, msg(web, dns.TypeA, 0), 3))
+	if r := readFramed(t, c); len(r.Answer) != 1 {
+		t.Fatalf("third connection: %v", r)
+	}
+	for _, ic := range idle {
+		expectClosed(t, ic)
+	}
+	c.Close()
+
+	// Two connections busy with a query waiting on the upstream keep
+	// their slots: a new connection is closed unanswered. (Two names: the
+	// same one would share one upstream exchange.)
+	for i, name := range []string{"a.example.com.", "b.example.com."} {
+		bc := tcpConn(t, ts.addr)
+		bc.Write(framed(t, msg(name, dns.TypeA, 0), uint16(10+i)))
+		<-busy
+	}
+	c = tcpConn(t, ts.addr)
+	c.Write(framed(t, msg(web, dns.TypeA, 0), 20))
 	expectClosed(t, c)
 	// UDP is unaffected.
 	if r := ts.exchange(t, "udp", msg(web, dns.TypeA, 0)); len(r.Answer) != 1 {

@@ -50,28 +50,50 @@ func (s *Server) acceptTCP(l net.Listener) {
 			continue
 		}
 		wait = 0
-		select {
-		case s.connSem <- struct{}{}:
-		default:
-			// Over TCPMaxConns: close at once; the client may retry
-			// (RFC 7766 §6.2.2 lets servers close connections to manage
-			// resources).
+		if !s.takeSlot() {
+			// Every slot busy with a query: close at once; the client
+			// may retry (RFC 7766 §6.2.2 lets servers close connections
+			// to manage resources).
 			c.Close()
 			continue
 		}
-		if !s.track(c) {
+		st := s.track(c)
+		if st == nil {
 			<-s.connSem
 			c.Close()
 			continue
 		}
-		go s.serveTCP(c)
+		go s.serveTCP(c, st)
+	}
+}
+
+// takeSlot takes one of TCPMaxConns slots. When all are taken, idle
+// connections give theirs up, so clients that hold connections open
+// without asking cannot keep TCP shut for everyone until they time out.
+func (s *Server) takeSlot() bool {
+	select {
+	case s.connSem <- struct{}{}:
+		return true
+	default:
+	}
+	if s.reclaimIdle() == 0 {
+		return false
+	}
+	// A woken connection frees its slot as soon as its goroutine runs.
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case s.connSem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
 // serveTCP answers the queries of one connection in order (RFC 7766 §6.2.1.1
 // allows it; pipelined queries wait for the one before). Each message must
 // arrive whole within the idle timeout, or the connection is closed.
-func (s *Server) serveTCP(c net.Conn) {
+func (s *Server) serveTCP(c net.Conn, st *connState) {
 	defer func() {
 		s.untrack(c)
 		c.Close()
@@ -93,7 +115,10 @@ func (s *Server) serveTCP(c net.Conn) {
 		if s.stopping.Load() {
 			return
 		}
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		st.idle.Store(true)
+		_, err := io.ReadFull(c, hdr[:])
+		st.idle.Store(false)
+		if err != nil {
 			return
 		}
 		n := int(binary.BigEndian.Uint16(hdr[:]))
@@ -109,7 +134,7 @@ func (s *Server) serveTCP(c net.Conn) {
 		}
 		binary.BigEndian.PutUint16(out, uint16(len(out)-2))
 		c.SetWriteDeadline(time.Now().Add(s.idle))
-		_, err := c.Write(out)
+		_, err = c.Write(out)
 		s.tcpBufs.Put(b)
 		if err != nil {
 			return
