@@ -7,15 +7,18 @@ import (
 	"time"
 )
 
-// nsInput is a consistent copy of one dirty namespace, taken under b.mu so
-// the build itself runs without holding it.
+// nsInput is a consistent copy of what changed in one namespace, taken
+// under b.mu so the build itself runs without holding it.
 type nsInput struct {
-	name     string
-	bits     dirtyBits
-	exists   bool
-	services []*Service
-	slices   []*EndpointSlice
-	pods     []*Pod
+	name   string
+	bits   dirtyBits
+	exists bool
+	// all: groups holds every service of the namespace, and services of
+	// the previous build not in it are gone. Otherwise groups holds only
+	// the services to rebuild (a zero svcGroup: the service is gone).
+	all    bool
+	groups map[string]svcGroup
+	pods   []*Pod
 }
 
 // buildLocked builds and publishes a snapshot if anything changed; b.buildMu
@@ -26,19 +29,40 @@ func (b *Builder) buildLocked() {
 
 	b.mu.Lock()
 	work := make([]nsInput, 0, len(b.dirty))
-	for name, bits := range b.dirty {
-		if old.ns[name] == nil {
-			bits |= dirtyServices | dirtyPods // new: build everything
+	for name, dn := range b.dirty {
+		prev := old.ns[name]
+		in := nsInput{name: name, bits: dn.bits, all: dn.all || prev == nil}
+		if prev == nil {
+			in.bits |= dirtyServices | dirtyPods // new: build everything
 		}
-		in := nsInput{name: name, bits: bits}
-		if o := b.objs[name]; o != nil {
+		o := b.objs[name]
+		if o != nil {
 			in.exists = o.exists()
-			if bits&dirtyServices != 0 {
-				in.services = slices.Collect(maps.Values(o.services))
-				in.slices = slices.Collect(maps.Values(o.slices))
-			}
-			if bits&dirtyPods != 0 {
+			if in.bits&dirtyPods != 0 {
 				in.pods = slices.Collect(maps.Values(o.pods))
+			}
+		}
+		if in.bits&dirtyServices != 0 {
+			// Copies: the groups' slices change in place after b.mu is released.
+			in.groups = make(map[string]svcGroup, len(dn.svcs))
+			copyGroup := func(key string) {
+				var g svcGroup
+				if o != nil && o.groups[key] != nil {
+					g.services = slices.Clone(o.groups[key].services)
+					g.slices = slices.Clone(o.groups[key].slices)
+				}
+				in.groups[key] = g
+			}
+			if in.all {
+				if o != nil {
+					for key := range o.groups {
+						copyGroup(key)
+					}
+				}
+			} else {
+				for key := range dn.svcs {
+					copyGroup(key)
+				}
 			}
 		}
 		work = append(work, in)
@@ -67,7 +91,7 @@ func (b *Builder) buildLocked() {
 	}
 	if len(work) > 0 {
 		snap.ns = maps.Clone(old.ns)
-		w := newIPIndexWriter(old.ip, b.cfg.TTL)
+		w := newIPIndexWriter(old.ip)
 		for i := range work {
 			in := &work[i]
 			prev := old.ns[in.name]
@@ -76,18 +100,21 @@ func (b *Builder) buildLocked() {
 			}
 			var d *nsData
 			if in.exists && isLabel(in.name) {
-				d = b.buildNamespace(in, prev)
+				d = b.buildNamespace(in, prev, w, &info)
+			} else if prev != nil {
+				for _, nodes := range prev.svcs {
+					w.replacePtrs(nodes[0], nil)
+				}
 			}
-			var oldPtrs, newPtrs []ptrContrib
 			var oldPods, newPods []netip.Addr
 			if prev != nil {
-				oldPtrs, oldPods = prev.ptrs, prev.pods
+				oldPods = prev.pods
 				if len(prev.pods) > 0 {
 					snap.podNamespaces--
 				}
 			}
 			if d != nil {
-				newPtrs, newPods = d.ptrs, d.pods
+				newPods = d.pods
 				if len(d.pods) > 0 {
 					snap.podNamespaces++
 				}
@@ -95,9 +122,9 @@ func (b *Builder) buildLocked() {
 			} else {
 				delete(snap.ns, in.name)
 			}
-			gone := prev == nil || d == nil
-			w.replace(in.name, oldPtrs, newPtrs, oldPods, newPods,
-				gone || in.bits&dirtyServices != 0, gone || in.bits&dirtyPods != 0)
+			if prev == nil || d == nil || in.bits&dirtyPods != 0 {
+				w.replacePods(in.name, oldPods, newPods)
+			}
 			info.Rebuilt++
 		}
 		snap.ip = w.result()
@@ -107,31 +134,39 @@ func (b *Builder) buildLocked() {
 }
 
 // buildNamespace builds the data of one existing namespace, reusing what
-// did not change from prev (nil for a new namespace).
-func (b *Builder) buildNamespace(in *nsInput, prev *nsData) *nsData {
+// did not change from prev (nil for a new namespace), and updates the PTR
+// records of the services it repacks in w.
+func (b *Builder) buildNamespace(in *nsInput, prev *nsData, w *ipIndexWriter, info *PublishInfo) *nsData {
 	d := &nsData{name: in.name}
-	if prev != nil && in.bits&dirtyServices == 0 {
-		d.zones, d.ptrs, d.services = prev.zones, prev.ptrs, prev.services
-	} else {
-		models := modelNamespace(in.services, in.slices, b.cfg.EndpointPodNames)
-		d.services = len(models)
-		nptr := 0
-		for _, m := range models {
-			nptr += ptrCount(m)
+	switch {
+	case in.bits&dirtyServices == 0:
+		d.svcs = prev.svcs
+	case in.all:
+		d.svcs = make(map[string][]*svcNode, len(in.groups))
+	default:
+		d.svcs = maps.Clone(prev.svcs)
+	}
+	if in.bits&dirtyServices != 0 {
+		for key, g := range in.groups {
+			var old []*svcNode
+			if prev != nil {
+				old = prev.svcs[key]
+			}
+			nodes := b.buildService(in.name, key, g, old)
+			info.Repacked++
+			if nodes == nil {
+				delete(d.svcs, key)
+			} else {
+				d.svcs[key] = nodes
+			}
+			w.replacePtrs(first(old), first(nodes))
 		}
-		d.ptrs = make([]ptrContrib, 0, nptr)
-		d.zones = make([]*nsZone, len(b.domains))
-		for zi := range b.domains {
-			nz := &nsZone{services: make(map[string]*svcNode, len(models))}
-			for _, m := range models {
-				svcWire := svcWireName(m.name, in.name, b.domains[zi].wire)
-				nz.services[m.name] = b.pk.packService(m, svcWire, b.cfg.TTL)
-				if zi == 0 {
-					// PTR targets name the primary domain only, as CoreDNS.
-					d.ptrs = ptrContribs(d.ptrs, m, svcWire)
+		if in.all && prev != nil {
+			for key, old := range prev.svcs {
+				if _, ok := in.groups[key]; !ok {
+					w.replacePtrs(old[0], nil)
 				}
 			}
-			d.zones[zi] = nz
 		}
 	}
 	if prev != nil && in.bits&dirtyPods == 0 {
@@ -140,6 +175,39 @@ func (b *Builder) buildNamespace(in *nsInput, prev *nsData) *nsData {
 		d.pods = podAddrs(in.pods)
 	}
 	return d
+}
+
+func first(nodes []*svcNode) *svcNode {
+	if len(nodes) == 0 {
+		return nil
+	}
+	return nodes[0]
+}
+
+// buildService packs the service key of namespace ns, once per domain; nil
+// when it has no records. old is its previous build (nil if none), whose
+// svcIdent it keeps.
+func (b *Builder) buildService(ns, key string, g svcGroup, old []*svcNode) []*svcNode {
+	m := modelGroup(key, g.services, g.slices, b.cfg.EndpointPodNames)
+	if m == nil {
+		return nil
+	}
+	id := &svcIdent{}
+	if len(old) > 0 {
+		id = old[0].id
+	} else {
+		id.wire = svcWireName(m.name, ns, b.domains[0].wire)
+	}
+	nodes := make([]*svcNode, len(b.domains))
+	for zi := range b.domains {
+		svcWire := id.wire
+		if zi > 0 {
+			svcWire = svcWireName(m.name, ns, b.domains[zi].wire)
+		}
+		nodes[zi] = b.pk.packService(m, svcWire, b.cfg.TTL)
+		nodes[zi].id = id
+	}
+	return nodes
 }
 
 // podAddrs returns the addresses of a namespace's Pods; hostNetwork Pods

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,10 +15,11 @@ import (
 // changed and publishes new Snapshots to a Store. Its Set/Delete methods are
 // safe for concurrent use; they only record the change and wake Run.
 //
-// Objects are keyed by namespace/name. A change marks its namespace dirty;
-// a build rebuilds only dirty namespaces (only their pod addresses when
-// nothing but Pods changed), reuses every other namespace's immutable data,
-// and publishes one new Snapshot with one atomic pointer swap.
+// Objects are keyed by namespace/name. A change marks its service (or, for
+// Pods, its namespace's pod addresses) dirty; a build repacks only dirty
+// services, reuses every other service's and namespace's immutable data,
+// and publishes one new Snapshot with one atomic pointer swap. Changes that
+// arrive within Config.Debounce of each other share one build.
 type Builder struct {
 	cfg     Config
 	domains []domain
@@ -27,7 +29,7 @@ type Builder struct {
 
 	mu        sync.Mutex // guards the fields below
 	objs      map[string]*nsObjects
-	dirty     map[string]dirtyBits
+	dirty     map[string]*dirtyNS
 	synced    bool
 	onPublish func(PublishInfo)
 	counts    objectCounts
@@ -55,11 +57,88 @@ const (
 	dirtyExists // only the explicit namespace flag
 )
 
+// dirtyNS is what changed in one namespace since the last build.
+type dirtyNS struct {
+	bits dirtyBits
+	// all: rebuild every service of the namespace (ReplaceAll); otherwise
+	// only the services in svcs (keys of nsObjects.groups).
+	all  bool
+	svcs map[string]struct{}
+}
+
 type nsObjects struct {
 	explicit bool // SetNamespace'd
 	services map[string]*Service
 	slices   map[string]*EndpointSlice
 	pods     map[string]*Pod
+	// groups files Services and slices under the lowercased service name
+	// (svcKey), so one service is rebuilt from its own objects.
+	groups map[string]*svcGroup
+}
+
+// svcGroup is the objects of one service name: normally one Service and
+// its slices. Slices without a service name are in no group.
+type svcGroup struct {
+	services []*Service
+	slices   []*EndpointSlice
+}
+
+func svcKey(name string) string { return strings.ToLower(name) }
+
+func newNSObjects() *nsObjects {
+	return &nsObjects{
+		services: make(map[string]*Service),
+		slices:   make(map[string]*EndpointSlice),
+		pods:     make(map[string]*Pod),
+		groups:   make(map[string]*svcGroup),
+	}
+}
+
+func (o *nsObjects) group(key string) *svcGroup {
+	g := o.groups[key]
+	if g == nil {
+		g = &svcGroup{}
+		o.groups[key] = g
+	}
+	return g
+}
+
+// fileService puts svc into its group, replacing the Service of the same
+// name; unfileService takes the Service named name out.
+func (o *nsObjects) fileService(svc *Service) {
+	g := o.group(svcKey(svc.Name))
+	g.services = slices.DeleteFunc(g.services, func(x *Service) bool { return x.Name == svc.Name })
+	g.services = append(g.services, svc)
+}
+
+func (o *nsObjects) unfileService(name string) {
+	key := svcKey(name)
+	if g := o.groups[key]; g != nil {
+		g.services = slices.DeleteFunc(g.services, func(x *Service) bool { return x.Name == name })
+		o.dropIfEmpty(key, g)
+	}
+}
+
+func (o *nsObjects) fileSlice(es *EndpointSlice) {
+	if es.ServiceName == "" {
+		return
+	}
+	g := o.group(svcKey(es.ServiceName))
+	g.slices = append(g.slices, es)
+}
+
+func (o *nsObjects) unfileSlice(es *EndpointSlice) {
+	key := svcKey(es.ServiceName)
+	if g := o.groups[key]; g != nil {
+		g.slices = slices.DeleteFunc(g.slices, func(x *EndpointSlice) bool { return x == es })
+		o.dropIfEmpty(key, g)
+	}
+}
+
+func (o *nsObjects) dropIfEmpty(key string, g *svcGroup) {
+	if len(g.services) == 0 && len(g.slices) == 0 {
+		delete(o.groups, key)
+	}
 }
 
 // exists: a namespace exists if it was set, or any object lives in it (the
@@ -79,9 +158,10 @@ type PublishInfo struct {
 	// BuildDuration is the time spent building the snapshot.
 	BuildDuration time.Duration
 	// Namespaces is the number of namespaces in the snapshot; Rebuilt how
-	// many of them this build touched.
+	// many of them this build touched, Repacked how many services.
 	Namespaces int
 	Rebuilt    int
+	Repacked   int
 	// Objects held by the Builder when the build started.
 	Services, EndpointSlices, Endpoints, Pods int
 }
@@ -113,7 +193,7 @@ func NewBuilder(cfg Config, store *Store) (*Builder, error) {
 		kick:  make(chan struct{}, 1),
 		now:   time.Now,
 		objs:  make(map[string]*nsObjects),
-		dirty: make(map[string]dirtyBits),
+		dirty: make(map[string]*dirtyNS),
 	}
 	seen := make(map[string]bool)
 	for _, d := range cfg.Domains {
@@ -174,19 +254,30 @@ func (b *Builder) wake() {
 func (b *Builder) ns(name string) *nsObjects {
 	o := b.objs[name]
 	if o == nil {
-		o = &nsObjects{
-			services: make(map[string]*Service),
-			slices:   make(map[string]*EndpointSlice),
-			pods:     make(map[string]*Pod),
-		}
+		o = newNSObjects()
 		b.objs[name] = o
 	}
 	return o
 }
 
-// touch marks namespace name dirty and drops it when empty; b.mu held.
-func (b *Builder) touch(name string, bits dirtyBits) {
-	b.dirty[name] |= bits
+// touch marks namespace name dirty, with the services of svcKeys, and
+// drops it when empty; b.mu held.
+func (b *Builder) touch(name string, bits dirtyBits, svcKeys ...string) {
+	d := b.dirty[name]
+	if d == nil {
+		d = &dirtyNS{}
+		b.dirty[name] = d
+	}
+	d.bits |= bits
+	for _, k := range svcKeys {
+		if k == "" {
+			continue // a slice without a service name is in no service
+		}
+		if d.svcs == nil {
+			d.svcs = make(map[string]struct{})
+		}
+		d.svcs[k] = struct{}{}
+	}
 	if o := b.objs[name]; o != nil && !o.exists() {
 		delete(b.objs, name)
 	}
@@ -228,7 +319,8 @@ func (b *Builder) SetService(svc *Service) {
 		b.counts.services++
 	}
 	o.services[svc.Name] = svc
-	b.touch(svc.Namespace, dirtyServices)
+	o.fileService(svc)
+	b.touch(svc.Namespace, dirtyServices, svcKey(svc.Name))
 	b.mu.Unlock()
 	b.wake()
 }
@@ -238,8 +330,9 @@ func (b *Builder) DeleteService(namespace, name string) {
 	b.mu.Lock()
 	if o := b.objs[namespace]; o != nil && o.services[name] != nil {
 		delete(o.services, name)
+		o.unfileService(name)
 		b.counts.services--
-		b.touch(namespace, dirtyServices)
+		b.touch(namespace, dirtyServices, svcKey(name))
 	}
 	b.mu.Unlock()
 	b.wake()
@@ -252,14 +345,19 @@ func (b *Builder) SetEndpointSlice(es *EndpointSlice) {
 	}
 	b.mu.Lock()
 	o := b.ns(es.Namespace)
+	oldKey := ""
 	if old := o.slices[es.Name]; old != nil {
 		b.counts.endpoints -= len(old.Endpoints)
+		o.unfileSlice(old)
+		oldKey = svcKey(old.ServiceName)
 	} else {
 		b.counts.slices++
 	}
 	o.slices[es.Name] = es
+	o.fileSlice(es)
 	b.counts.endpoints += len(es.Endpoints)
-	b.touch(es.Namespace, dirtyServices)
+	// Both services when the slice moved from one to another.
+	b.touch(es.Namespace, dirtyServices, oldKey, svcKey(es.ServiceName))
 	b.mu.Unlock()
 	b.wake()
 }
@@ -268,10 +366,12 @@ func (b *Builder) SetEndpointSlice(es *EndpointSlice) {
 func (b *Builder) DeleteEndpointSlice(namespace, name string) {
 	b.mu.Lock()
 	if o := b.objs[namespace]; o != nil && o.slices[name] != nil {
-		b.counts.endpoints -= len(o.slices[name].Endpoints)
+		old := o.slices[name]
+		b.counts.endpoints -= len(old.Endpoints)
 		b.counts.slices--
 		delete(o.slices, name)
-		b.touch(namespace, dirtyServices)
+		o.unfileSlice(old)
+		b.touch(namespace, dirtyServices, svcKey(old.ServiceName))
 	}
 	b.mu.Unlock()
 	b.wake()
@@ -314,11 +414,7 @@ func (b *Builder) ReplaceAll(objs Objects) {
 	get := func(name string) *nsObjects {
 		o := next[name]
 		if o == nil {
-			o = &nsObjects{
-				services: make(map[string]*Service),
-				slices:   make(map[string]*EndpointSlice),
-				pods:     make(map[string]*Pod),
-			}
+			o = newNSObjects()
 			next[name] = o
 		}
 		return o
@@ -343,6 +439,12 @@ func (b *Builder) ReplaceAll(objs Objects) {
 		}
 	}
 	for _, o := range next {
+		for _, s := range o.services {
+			o.fileService(s)
+		}
+		for _, es := range o.slices {
+			o.fileSlice(es)
+		}
 		counts.services += len(o.services)
 		counts.slices += len(o.slices)
 		counts.pods += len(o.pods)
@@ -352,17 +454,26 @@ func (b *Builder) ReplaceAll(objs Objects) {
 	}
 
 	b.mu.Lock()
+	mark := func(name string, bits dirtyBits) {
+		if bits == 0 {
+			return
+		}
+		d := b.dirty[name]
+		if d == nil {
+			d = &dirtyNS{}
+			b.dirty[name] = d
+		}
+		d.bits |= bits
+		if bits&dirtyServices != 0 {
+			d.all = true // a file reload: compare per namespace, not per service
+		}
+	}
 	for name, o := range next {
-		b.dirty[name] |= diffNamespace(b.objs[name], o)
+		mark(name, diffNamespace(b.objs[name], o))
 	}
 	for name, o := range b.objs {
 		if next[name] == nil {
-			b.dirty[name] |= diffNamespace(o, nil)
-		}
-	}
-	for name, bits := range b.dirty {
-		if bits == 0 {
-			delete(b.dirty, name)
+			mark(name, diffNamespace(o, nil))
 		}
 	}
 	b.objs = next

@@ -98,11 +98,11 @@ func TestIncrementalRebuild(t *testing.T) {
 	))
 
 	// A Pod change rebuilds only the namespace's pod addresses.
-	zones := s3.ns["prod"].zones
+	web := s3.ns["prod"].svcs["web"][0]
 	b.SetPod(&Pod{Namespace: "prod", Name: "new", IPs: ips("10.1.9.9")})
 	b.Flush()
 	s4 := store.Load()
-	if s4.ns["prod"].zones[0] != zones[0] {
+	if s4.ns["prod"].svcs["web"][0] != web {
 		t.Error("a Pod change rebuilt the services of its namespace")
 	}
 	if ns, ok := s4.PodNamespace(ip("10.1.9.9")); !ok || ns != "prod" {

@@ -4,10 +4,11 @@ import "bytes"
 
 // Lookup answers a query. name is the lowercased, uncompressed wire-format
 // query name including the terminating root label; qtype is the query type.
-// Dynamic records (pod names) are appended to dst, which may be nil: Records
-// is then dst[len(dst):] after the append, and what dst held before is left
-// as it was. Records may alias dst or the snapshot and must not be modified.
-// It does not allocate when dst has room.
+// Records built per query (names below a service, pod names, PTR) are
+// appended to dst, which may be nil: Records is then dst[len(dst):] after
+// the append, and what dst held before is left as it was. Records may alias
+// dst or the snapshot and must not be modified. It does not allocate when
+// dst has room.
 //
 // A malformed name (bad label length, trailing bytes, over 255 octets) is
 // KindForward: it is not a name of ours, and the resolver has rejected it
@@ -58,7 +59,7 @@ func (s *Snapshot) Lookup(name []byte, qtype uint16, dst []byte) Result {
 		return s.lookupZone(z, name, &offs, n-z.nlabels, qtype, dst)
 	}
 	if s.synced {
-		return s.lookupReverse(name, &offs, n, qtype)
+		return s.lookupReverse(name, &offs, n, qtype, dst)
 	}
 	return Result{Kind: KindForward}
 }
@@ -135,7 +136,7 @@ func (s *Snapshot) lookupZone(z *zoneData, name []byte, offs *labelOffsets, k in
 	top := name[offs[k-1]:offs[k]]
 	switch {
 	case bytes.Equal(top, lblSvc):
-		return s.lookupSvc(z, name, offs, k, qtype)
+		return s.lookupSvc(z, name, offs, k, qtype, dst)
 	case bytes.Equal(top, lblPod):
 		return s.lookupPod(z, name, offs, k, qtype, dst)
 	case bytes.Equal(top, lblVersion):
@@ -156,7 +157,7 @@ func (s *Snapshot) lookupZone(z *zoneData, name []byte, offs *labelOffsets, k in
 }
 
 // lookupSvc answers names under svc.<zone> (SPEC R3-R7, R9, R11, R12).
-func (s *Snapshot) lookupSvc(z *zoneData, name []byte, offs *labelOffsets, k int, qtype uint16) Result {
+func (s *Snapshot) lookupSvc(z *zoneData, name []byte, offs *labelOffsets, k int, qtype uint16, dst []byte) Result {
 	if k == 1 {
 		if len(s.ns) > 0 {
 			return z.nodata() // RFC 8020: it has descendants
@@ -174,7 +175,10 @@ func (s *Snapshot) lookupSvc(z *zoneData, name []byte, offs *labelOffsets, k int
 	if under > 2 {
 		return z.nx(KindSearchSuffix)
 	}
-	sv := d.zones[z.idx].services[string(label(name, offs, k-3))]
+	var sv *svcNode
+	if nodes := d.svcs[string(label(name, offs, k-3))]; nodes != nil {
+		sv = nodes[z.idx]
+	}
 	if under == 0 {
 		if sv == nil {
 			return z.nx(KindNXDomain)
@@ -191,14 +195,8 @@ func (s *Snapshot) lookupSvc(z *zoneData, name []byte, offs *labelOffsets, k int
 		return z.answer(&sv.self, qtype)
 	}
 	if sv != nil {
-		nd := sv.sub[string(name[:offs[k-3]])]
-		if nd == nil && under == 1 && sv.v6 != nil {
-			if a, ok := parseDashed6(label(name, offs, 0)); ok {
-				nd = sv.v6[a]
-			}
-		}
-		if nd != nil {
-			return z.answer(nd, qtype)
+		if r, ok := s.lookupBelow(z, sv, name[:offs[k-3]], under, qtype, dst); ok {
+			return r
 		}
 	}
 	switch {
@@ -258,8 +256,9 @@ func (s *Snapshot) lookupPod(z *zoneData, name []byte, offs *labelOffsets, k int
 	return Result{Kind: KindAnswer, Rcode: rcodeSuccess, Records: dst[start:], An: 1}
 }
 
-// lookupReverse answers PTR for known addresses (SPEC R8).
-func (s *Snapshot) lookupReverse(name []byte, offs *labelOffsets, n int, qtype uint16) Result {
+// lookupReverse answers PTR for known addresses (SPEC R8); the records
+// are built into dst.
+func (s *Snapshot) lookupReverse(name []byte, offs *labelOffsets, n int, qtype uint16, dst []byte) Result {
 	if qtype != typePTR && qtype != typeANY {
 		return Result{Kind: KindForward}
 	}
@@ -267,9 +266,11 @@ func (s *Snapshot) lookupReverse(name []byte, offs *labelOffsets, n int, qtype u
 	if !ok {
 		return Result{Kind: KindForward}
 	}
-	c := s.ip.get(a)
-	if c == nil || c.an == 0 {
+	start := len(dst)
+	var one [1]ptrOwner
+	dst, an := appendPTR(dst, a, s.ip.ptrs(a, &one), s.ttl)
+	if an == 0 {
 		return Result{Kind: KindForward}
 	}
-	return Result{Kind: KindAnswer, Rcode: rcodeSuccess, Records: c.rec, An: c.an}
+	return Result{Kind: KindAnswer, Rcode: rcodeSuccess, Records: dst[start:], An: an}
 }

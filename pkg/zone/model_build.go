@@ -35,8 +35,9 @@ type svcModel struct {
 type epName struct {
 	label string
 	addrs []netip.Addr // sorted, deduplicated
-	// dashed6 is set when the label is the dashed form of an IPv6 address.
-	dashed6 netip.Addr
+	// named: a hostname or Pod name gave the label (otherwise it is the
+	// dashed form of its one address).
+	named bool
 }
 
 type srvModel struct {
@@ -106,35 +107,40 @@ func portKey(p Port) (key string, port uint16, ok bool) {
 	return string(b), uint16(p.Port), true
 }
 
-// modelNamespace builds the models of a namespace's services. Objects that
-// cannot give a valid record are skipped, never a panic.
-func modelNamespace(svcs []*Service, eps []*EndpointSlice, podNames bool) []*svcModel {
-	bySvc := make(map[string][]*EndpointSlice)
+// modelGroup builds the model of the service named key (lowercased) from
+// the objects filed under that key: normally one Service and its slices.
+// Objects that cannot give a valid record are skipped, never a panic. Two
+// Services whose names differ only in case (a hand-written file) collapse
+// to one name: the first of them by name that gives a model wins.
+func modelGroup(key string, svcs []*Service, eps []*EndpointSlice, podNames bool) *svcModel {
+	if !isLabel(key) {
+		return nil
+	}
+	var mine []*EndpointSlice
 	for _, es := range eps {
-		if es == nil || es.ServiceName == "" {
+		if es == nil {
 			continue
 		}
-		if name, ok := lowerLabel(es.ServiceName); ok {
-			bySvc[name] = append(bySvc[name], es)
+		if name, ok := lowerLabel(es.ServiceName); ok && name == key {
+			mine = append(mine, es)
 		}
 	}
-	out := make([]*svcModel, 0, len(svcs))
+	cands := make([]*Service, 0, len(svcs))
 	for _, svc := range svcs {
 		if svc == nil {
 			continue
 		}
-		name, ok := lowerLabel(svc.Name)
-		if !ok {
-			continue
-		}
-		if m := modelService(svc, name, bySvc[name], podNames); m != nil {
-			out = append(out, m)
+		if name, ok := lowerLabel(svc.Name); ok && name == key {
+			cands = append(cands, svc)
 		}
 	}
-	slices.SortFunc(out, func(a, b *svcModel) int { return strings.Compare(a.name, b.name) })
-	// Two objects whose names differ only in case collapse to one name;
-	// keep the first.
-	return slices.CompactFunc(out, func(a, b *svcModel) bool { return a.name == b.name })
+	slices.SortFunc(cands, func(a, b *Service) int { return strings.Compare(a.Name, b.Name) })
+	for _, svc := range cands {
+		if m := modelService(svc, key, mine, podNames); m != nil {
+			return m
+		}
+	}
+	return nil
 }
 
 func modelService(svc *Service, name string, eps []*EndpointSlice, podNames bool) *svcModel {
@@ -223,12 +229,8 @@ func modelService(svc *Service, name string, eps []*EndpointSlice, podNames bool
 				}
 				ready = append(ready, a)
 				lbl := host
-				var d6 netip.Addr
 				if lbl == "" {
 					lbl = dashedIP(a)
-					if a.Is6() {
-						d6 = a
-					}
 				}
 				n := names[lbl]
 				if n == nil {
@@ -236,9 +238,7 @@ func modelService(svc *Service, name string, eps []*EndpointSlice, podNames bool
 					names[lbl] = n
 				}
 				n.addrs = append(n.addrs, a)
-				if d6.IsValid() {
-					n.dashed6 = d6
-				}
+				n.named = n.named || host != ""
 				for _, p := range ports {
 					srv[p.key] = append(srv[p.key], srvTarget{label: lbl, port: p.port})
 				}

@@ -52,7 +52,12 @@ func rrStart(b, owner []byte, typ uint16, ttl uint32) ([]byte, int) {
 	if owner == nil {
 		owner = qnameOwner
 	}
-	b = append(b, owner...)
+	return rrHead(append(b, owner...), typ, ttl)
+}
+
+// rrHead appends the fixed part of a record whose owner b already ends
+// with, and returns the buffer and the offset of its RDATA.
+func rrHead(b []byte, typ uint16, ttl uint32) ([]byte, int) {
 	b = binary.BigEndian.AppendUint16(b, typ)
 	b = binary.BigEndian.AppendUint16(b, classIN)
 	b = binary.BigEndian.AppendUint32(b, ttl)
@@ -240,6 +245,32 @@ func dashedIP(a netip.Addr) string {
 		s += "0"
 	}
 	return s
+}
+
+// appendDashedLabel appends the wire label of dashedIP(a) without
+// allocating.
+func appendDashedLabel(b []byte, a netip.Addr) []byte {
+	lenAt := len(b)
+	b = append(b, 0)
+	start := len(b)
+	b = a.AppendTo(b)
+	for i := start; i < len(b); i++ {
+		if b[i] == '.' || b[i] == ':' {
+			b[i] = '-'
+		}
+	}
+	if a.Is6() {
+		if b[start] == '-' {
+			b = append(b, 0)
+			copy(b[start+1:], b[start:len(b)-1])
+			b[start] = '0'
+		}
+		if b[len(b)-1] == '-' {
+			b = append(b, '0')
+		}
+	}
+	b[lenAt] = byte(len(b) - start)
+	return b
 }
 
 // parseDashed parses a dashed IP label (IPv4 "a-b-c-d" or IPv6 with '-' for

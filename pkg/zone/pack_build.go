@@ -1,93 +1,90 @@
 package zone
 
 import (
+	"math"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
-// packer collects the records of many RRsets in one scratch buffer; finish
-// copies them into one exactly-sized block that the RRsets then slice, so a
-// service with a thousand names costs one allocation for its records.
-// Not safe for concurrent use; the Builder owns one.
+// A service's own answer (its A/AAAA RRsets, or its CNAME) is packed once,
+// at build time, since it is what most queries ask for. The names below it
+// are kept as what they are made of, addresses and labels, and their
+// records (endpoint A/AAAA, SRV with its additional section, PTR) are
+// written into the caller's buffer at lookup: a pre-packed SRV answer
+// repeats every target name twice, and a node, an RRset and a map entry per
+// endpoint name cost more than the endpoint itself (issue #8).
+
+// packer packs the service's own RRsets into one scratch buffer; finish
+// copies them into one exactly-sized block. Not safe for concurrent use;
+// the Builder owns one.
 type packer struct {
-	buf  []byte
-	fix  []fixup
-	name []byte // scratch for target names
-	wpos []int  // scratch: SRV weight offsets
-	byLb map[string][]netip.Addr
+	buf []byte
 }
 
-type fixup struct {
-	set        *rrset
-	start, end int
-}
-
-// done records that set's records are p.buf[start:] (up to now). set must
-// not move before finish: it points into a slab carved with fixed capacity.
-func (p *packer) done(set *rrset, start int) {
-	p.fix = append(p.fix, fixup{set, start, len(p.buf)})
-}
-
-func (p *packer) finish() {
-	block := make([]byte, len(p.buf))
-	copy(block, p.buf)
-	for _, f := range p.fix {
-		f.set.rec = block[f.start:f.end:f.end]
-	}
-	p.buf, p.fix = p.buf[:0], p.fix[:0]
+// finish returns the records packed since the last finish as one block.
+func (p *packer) finish() []byte {
+	block := slices.Clone(p.buf)
+	p.buf = p.buf[:0]
 	if cap(p.buf) > 1<<20 {
 		p.buf = nil // do not keep a huge scratch after an outlier
 	}
+	return block
 }
 
-// slab hands out rrset slices of fixed capacity from one allocation.
-type slab struct {
-	sets []rrset
-	used int
+// hostName is a name below a service that is not the dashed form of its
+// one address: an endpoint hostname (or Pod name, SPEC R6b).
+type hostName struct {
+	label string // wire label ("\x05web-0")
+	// addrs is the name's addresses: svcNode.hostAddrs[first:first+n],
+	// sorted, IPv4 first.
+	first, n uint32
 }
 
-func (s *slab) carve(k int) []rrset {
-	r := s.sets[s.used : s.used : s.used+k]
-	s.used += k
-	return r
+// srvSet is one _<port>._<proto> name of a service and its SRV targets
+// (SPEC R7).
+type srvSet struct {
+	key     string // wire labels "\x05_http\x04_tcp"
+	targets []srvRef
 }
 
-func famCount(addrs []netip.Addr) int {
-	has4, has6 := 0, 0
-	for _, a := range addrs {
-		if a.Is4() {
-			has4 = 1
-		} else {
-			has6 = 1
-		}
-	}
-	return has4 + has6
+// srvRef is one SRV record: its target is the service itself (ref
+// selfRef), hosts[ref] (ref >= 0) or the dashed name of dashed[-ref-1].
+type srvRef struct {
+	ref  int32
+	port uint16
 }
 
-// addrSets appends up to two RRsets (A, then AAAA) for addrs (sorted, IPv4
-// first) to sets, which must have room for them.
-func (p *packer) addrSets(sets []rrset, owner []byte, ttl uint32, addrs []netip.Addr) []rrset {
-	for _, want4 := range [2]bool{true, false} {
+const selfRef = math.MinInt32
+
+// protoKey returns the "_<proto>" label of an SRV key.
+func (s *srvSet) protoKey() string { return s.key[1+int(s.key[0]):] }
+
+// addrSets appends up to two RRsets (A, then AAAA) of addrs (sorted, IPv4
+// first) owned by the query name to sets, each at most maxRecordsLen.
+func (p *packer) addrSets(sets []rrset, ttl uint32, addrs []netip.Addr) []rrset {
+	type span struct{ start, end int }
+	var spans [2]span
+	var ans [2]uint16
+	for i, want4 := range [2]bool{true, false} {
 		start := len(p.buf)
-		var an uint16
 		for _, a := range addrs {
 			if a.Is4() != want4 {
 				continue
 			}
-			if len(p.buf)-start+addrRRLen(owner, a) > maxRecordsLen {
+			if len(p.buf)-start+addrRRLen(nil, a) > maxRecordsLen {
 				break
 			}
-			p.buf = appendAddrRR(p.buf, owner, ttl, a)
-			an++
+			p.buf = appendAddrRR(p.buf, nil, ttl, a)
+			ans[i]++
 		}
-		if an == 0 {
-			continue
+		spans[i] = span{start, len(p.buf)}
+	}
+	block := p.finish()
+	for i, typ := range [2]uint16{typeA, typeAAAA} {
+		if ans[i] > 0 {
+			sets = append(sets, rrset{typ: typ, an: ans[i], rec: block[spans[i].start:spans[i].end:spans[i].end]})
 		}
-		typ := typeAAAA
-		if want4 {
-			typ = typeA
-		}
-		sets = append(sets, rrset{typ: typ, an: an})
-		p.done(&sets[len(sets)-1], start)
 	}
 	return sets
 }
@@ -95,163 +92,91 @@ func (p *packer) addrSets(sets []rrset, owner []byte, ttl uint32, addrs []netip.
 // packService packs one service for one domain; svcWire is
 // <svc>.<ns>.svc.<zone> in wire format.
 func (p *packer) packService(m *svcModel, svcWire []byte, ttl uint32) *svcNode {
-	sv := &svcNode{}
+	sv := &svcNode{kind: m.kind, wire: svcWire}
 	if m.kind == kindExternal {
-		sv.self.sets = make([]rrset, 0, 1)
-		start := len(p.buf)
 		p.buf = appendNameRR(p.buf, nil, typeCNAME, ttl, m.ext)
-		sv.self.sets = append(sv.self.sets, rrset{typ: typeCNAME, an: 1})
-		p.done(&sv.self.sets[0], start)
+		sv.self.sets = []rrset{{typ: typeCNAME, an: 1, rec: p.finish()}}
 		sv.chase = m.ext
-		p.finish()
 		return sv
 	}
+	sv.self.sets = slices.Clip(p.addrSets(make([]rrset, 0, 2), ttl, m.ips))
 
-	nsets := famCount(m.ips) + len(m.srv)
-	for i := range m.names {
-		nsets += famCount(m.names[i].addrs)
+	// Names: hostnames keep their label and addresses, dashed names only
+	// their address.
+	var refs map[string]int32 // SRV target label -> srvRef.ref
+	if len(m.srv) > 0 {
+		refs = make(map[string]int32, len(m.names))
 	}
-	sl := slab{sets: make([]rrset, nsets)}
-	nodes := make([]node, len(m.names)+2*len(m.srv))
-	ni := 0
-	sv.self.sets = p.addrSets(sl.carve(famCount(m.ips)), nil, ttl, m.ips)
-
-	if len(m.names)+len(m.srv) > 0 {
-		sv.sub = make(map[string]*node, len(m.names)+2*len(m.srv))
+	nhost, naddr := 0, 0
+	for i := range m.names {
+		if n := &m.names[i]; n.named {
+			nhost++
+			naddr += len(n.addrs)
+		}
+	}
+	if nhost > 0 {
+		sv.hosts = make([]hostName, 0, nhost)
+		sv.hostAddrs = make([]netip.Addr, 0, naddr)
+	}
+	if len(m.names) > nhost {
+		sv.dashed = make([]ipKey, 0, len(m.names)-nhost)
 	}
 	for i := range m.names {
 		n := &m.names[i]
-		nd := &nodes[ni]
-		ni++
-		nd.sets = p.addrSets(sl.carve(famCount(n.addrs)), nil, ttl, n.addrs)
-		p.name = appendLabel(p.name[:0], n.label)
-		sv.sub[string(p.name)] = nd
-		if n.dashed6.IsValid() {
-			if sv.v6 == nil {
-				sv.v6 = make(map[netip.Addr]*node)
+		if n.named {
+			sv.hosts = append(sv.hosts, hostName{
+				label: string(byte(len(n.label))) + n.label, // isLabel: at most 63 octets
+				first: uint32(len(sv.hostAddrs)),
+				n:     uint32(len(n.addrs)),
+			})
+			sv.hostAddrs = append(sv.hostAddrs, n.addrs...)
+			continue
+		}
+		sv.dashed = append(sv.dashed, ipKey(n.addrs[0].As16()))
+	}
+	// Sorted for binary search: hosts by wire label (the query's form),
+	// dashed by address; SRV targets refer to their places after sorting.
+	slices.SortFunc(sv.hosts, func(a, b hostName) int { return strings.Compare(a.label, b.label) })
+	slices.SortFunc(sv.dashed, cmpKey)
+	if len(m.srv) > 0 {
+		for i := range sv.hosts {
+			refs[sv.hosts[i].label[1:]] = int32(i)
+		}
+		for i := range m.names {
+			if n := &m.names[i]; !n.named {
+				j, _ := slices.BinarySearchFunc(sv.dashed, ipKey(n.addrs[0].As16()), cmpKey)
+				refs[n.label] = int32(-j - 1)
 			}
-			sv.v6[n.dashed6] = nd
 		}
 	}
 
 	if len(m.srv) > 0 {
-		clear(p.byLb)
-		if p.byLb == nil {
-			p.byLb = make(map[string][]netip.Addr)
-		}
-		for i := range m.names {
-			p.byLb[m.names[i].label] = m.names[i].addrs
-		}
-		p.byLb[""] = m.ips
-	}
-	for i := range m.srv {
-		s := &m.srv[i]
-		nd := &nodes[ni]
-		ni++
-		nd.sets = sl.carve(1)
-		an, ar, start := p.packSRV(s, svcWire, ttl)
-		nd.sets = append(nd.sets, rrset{typ: typeSRV, an: an, ar: ar})
-		p.done(&nd.sets[0], start)
-		sv.sub[s.key] = nd
-		if pk := s.protoKey(); sv.sub[pk] == nil {
-			sv.sub[pk] = &nodes[ni] // empty non-terminal _<proto>.<svc>...
-			ni++
+		sv.srv = make([]srvSet, len(m.srv))
+		for i := range m.srv {
+			s := &m.srv[i]
+			set := srvSet{key: s.key, targets: make([]srvRef, 0, len(s.targets))}
+			for _, t := range s.targets {
+				ref, ok := int32(selfRef), true
+				if t.label != "" {
+					ref, ok = refs[t.label]
+				}
+				if ok {
+					set.targets = append(set.targets, srvRef{ref: ref, port: t.port})
+				}
+			}
+			sv.srv[i] = set
 		}
 	}
-	p.finish()
 	return sv
 }
 
-// targetName builds the SRV/PTR target of an endpoint label into p.name.
-func (p *packer) targetName(lbl string, svcWire []byte) []byte {
-	if lbl == "" {
-		return svcWire
-	}
-	p.name = appendLabel(p.name[:0], lbl)
-	p.name = append(p.name, svcWire...)
-	return p.name
-}
-
-// packSRV packs one SRV RRset with the A/AAAA records of its targets in the
-// additional section (SPEC R7). Priority is 0 and the weight is 100/n for n
-// records (at least 1), the split CoreDNS uses for records of equal priority
-// (RFC 2782 leaves values to the zone; the k8s spec does not prescribe them).
-func (p *packer) packSRV(s *srvModel, svcWire []byte, ttl uint32) (an, ar uint16, start int) {
-	start = len(p.buf)
-	p.wpos = p.wpos[:0]
-	for _, t := range s.targets {
-		target := p.targetName(t.label, svcWire)
-		if len(p.buf)-start+2+10+6+len(target) > maxRecordsLen {
-			break
-		}
-		p.wpos = append(p.wpos, len(p.buf)+2+10+2)
-		p.buf = appendSRV(p.buf, nil, ttl, 0, 0, t.port, target)
-		an++
-	}
-	if an == 0 {
-		return 0, 0, start
-	}
-	weight := uint16(100 / int(an))
-	if weight == 0 {
-		weight = 1
-	}
-	for _, w := range p.wpos {
-		p.buf[w], p.buf[w+1] = byte(weight>>8), byte(weight)
-	}
-	prev := "\x00" // no label is "\x00"
-	for _, t := range s.targets[:an] {
-		if t.label == prev {
-			continue // targets are sorted by label: one set per target
-		}
-		prev = t.label
-		owner := p.targetName(t.label, svcWire)
-		for _, a := range p.byLb[t.label] {
-			if len(p.buf)-start+addrRRLen(owner, a) > maxRecordsLen {
-				return an, ar, start
-			}
-			p.buf = appendAddrRR(p.buf, owner, ttl, a)
-			ar++
+func cmpKey(a, b ipKey) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
 		}
 	}
-	return an, ar, start
-}
-
-// ptrCount is the number of PTR contributions of m.
-func ptrCount(m *svcModel) int {
-	if m.kind == kindExternal {
-		return 0
-	}
-	n := 0
-	if m.kind == kindClusterIP {
-		n = len(m.ips)
-	}
-	for i := range m.names {
-		n += len(m.names[i].addrs)
-	}
-	return n
-}
-
-// ptrContribs lists the PTR records a service contributes (SPEC R8): its
-// ClusterIPs point at the service name, endpoint addresses at their
-// endpoint names. svcWire is in the primary domain.
-func ptrContribs(dst []ptrContrib, m *svcModel, svcWire []byte) []ptrContrib {
-	if m.kind == kindExternal {
-		return dst
-	}
-	if m.kind == kindClusterIP {
-		t := string(svcWire)
-		for _, a := range m.ips {
-			dst = append(dst, ptrContrib{addr: a, target: t, cluster: true})
-		}
-	}
-	for i := range m.names {
-		n := &m.names[i]
-		t := string(byte(len(n.label))) + n.label + string(svcWire)
-		for _, a := range n.addrs {
-			dst = append(dst, ptrContrib{addr: a, target: t})
-		}
-	}
-	return dst
+	return 0
 }
 
 // svcWireName returns <svc>.<ns>.svc.<zone> in wire format.

@@ -2,17 +2,30 @@ package zone
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
-// The IP index maps addresses to what the zone knows about them: the PTR
-// answer (SPEC R8) and the namespaces of Pods that have them (SPEC R10
-// verified mode, autopath). It is sharded by address so that a rebuild of
-// one namespace copies only the shards its addresses fall into; untouched
-// shards are shared with the previous snapshot.
+// The IP index maps addresses to what the zone knows about them: the
+// services and endpoint names whose PTR answer (SPEC R8) they give, and the
+// namespaces of Pods that have them (SPEC R10 verified mode, autopath). It
+// is sharded by address so that a rebuild copies only the shards its
+// addresses fall into; untouched shards are shared with the previous
+// snapshot.
+//
+// An address holds references, not names: the PTR answer is written at
+// lookup from the service's svcIdent and the endpoint's label (a hostname
+// label the service keeps anyway, or nothing for the dashed name of the
+// address itself), so an address costs one 40-octet entry of a sorted
+// array rather than a copy of its target name, its packed answer and the
+// list that rebuilds them (which together were most of a large zone's
+// memory). Keys are the 16-octet form of the address: netip.Addr would add
+// 8 octets (its zone pointer) to every entry. A build collects the changes
+// of each shard and merges them into a new array once.
 
 const (
 	ipShardBits = 8
@@ -23,23 +36,44 @@ type ipIndex struct {
 	shards [ipShards]*ipShard
 }
 
+// ipShard is immutable once published.
 type ipShard struct {
-	m map[netip.Addr]*ipCell
+	ptrs []ptrEntry // sorted by key
+	// multi holds the targets, sorted by name, of the addresses with more
+	// than one (their ptrEntry has a nil id): a Pod behind two services.
+	multi map[ipKey][]ptrOwner
+	pods  map[ipKey][]podEntry // nil unless Pods are watched
 }
 
-// ipCell is immutable once published.
-type ipCell struct {
-	ptrs []ptrEntry
-	pods []podEntry
-	// rec is the packed PTR answer (owner: the query name), an its count.
-	rec []byte
-	an  uint16
-}
+type ipKey [16]byte
 
 type ptrEntry struct {
-	ns      string
-	target  string
-	cluster bool
+	key ipKey
+	ptrOwner
+}
+
+func (e *ptrEntry) cmp(k ipKey) int { return cmpKey(e.key, k) }
+
+// ptrOwner is one PTR target: label+id.wire, where label is "" for a
+// ClusterIP (the service's own name) and dashedMark for the dashed name of
+// the address itself (written at lookup, so the common endpoint costs no
+// label).
+type ptrOwner struct {
+	id    *svcIdent
+	label string // wire label of the endpoint name ("\x05web-0")
+}
+
+// dashedMark is no wire label (length 0 is the root).
+const dashedMark = "\x00"
+
+func (o ptrOwner) cluster() bool { return o.label == "" }
+
+// appendLabel appends the owner's label for address a.
+func (o ptrOwner) appendLabel(dst []byte, a netip.Addr) []byte {
+	if o.label == dashedMark {
+		return appendDashedLabel(dst, a)
+	}
+	return append(dst, o.label...)
 }
 
 type podEntry struct {
@@ -54,30 +88,78 @@ func shardOf(a netip.Addr) int {
 	return int(h >> (64 - ipShardBits))
 }
 
-func (x *ipIndex) get(a netip.Addr) *ipCell {
+func (x *ipIndex) shard(a netip.Addr) *ipShard {
 	if x == nil {
 		return nil
 	}
-	sh := x.shards[shardOf(a)]
-	if sh == nil {
+	return x.shards[shardOf(a)]
+}
+
+// ptrs returns the PTR targets of a (nil: none); one is scratch space for
+// the common single target.
+func (x *ipIndex) ptrs(a netip.Addr, one *[1]ptrOwner) []ptrOwner {
+	if sh := x.shard(a); sh != nil {
+		return sh.get(a.As16(), one)
+	}
+	return nil
+}
+
+func (sh *ipShard) get(k ipKey, one *[1]ptrOwner) []ptrOwner {
+	i, ok := slices.BinarySearchFunc(sh.ptrs, k, func(e ptrEntry, k ipKey) int { return e.cmp(k) })
+	if !ok {
 		return nil
 	}
-	return sh.m[a]
+	if e := &sh.ptrs[i]; e.id != nil {
+		one[0] = e.ptrOwner
+		return one[:]
+	}
+	return sh.multi[k]
+}
+
+// pods returns the namespaces of the Pods that have a.
+func (x *ipIndex) pods(a netip.Addr) []podEntry {
+	if sh := x.shard(a); sh != nil {
+		return sh.pods[a.As16()]
+	}
+	return nil
 }
 
 // hasPod reports whether a Pod of namespace ns (a label, as in the query)
 // has address a.
 func (x *ipIndex) hasPod(a netip.Addr, ns []byte) bool {
-	c := x.get(a)
-	if c == nil {
-		return false
-	}
-	for _, p := range c.pods {
+	for _, p := range x.pods(a) {
 		if p.ns == string(ns) {
 			return true
 		}
 	}
 	return false
+}
+
+// appendPTR appends the PTR answer of address a with targets to dst: a
+// ClusterIP answers with its service name(s) only; otherwise every endpoint
+// name that has the address is listed (a Pod behind several services), as
+// CoreDNS does.
+func appendPTR(dst []byte, a netip.Addr, targets []ptrOwner, ttl uint32) ([]byte, uint16) {
+	cluster := slices.ContainsFunc(targets, ptrOwner.cluster)
+	start := len(dst)
+	var an uint16
+	for _, o := range targets {
+		if o.cluster() != cluster {
+			continue
+		}
+		mark := len(dst)
+		var rd int
+		dst, rd = rrStart(dst, nil, typePTR, ttl)
+		dst = o.appendLabel(dst, a)
+		dst = append(dst, o.id.wire...)
+		if len(dst)-start > maxRecordsLen {
+			dst = dst[:mark]
+			break
+		}
+		dst = rrEnd(dst, rd)
+		an++
+	}
+	return dst, an
 }
 
 // ipIndexWriter derives a new index from an old one, copying a shard on its
@@ -86,11 +168,19 @@ type ipIndexWriter struct {
 	old    *ipIndex
 	idx    *ipIndex
 	copied [ipShards]bool
-	ttl    uint32
+	// pend holds the PTR targets each shard's addresses get in this build
+	// (nil: none), merged into a new array by result.
+	pend [ipShards]map[ipKey][]ptrOwner
+	// podsCopied: the shard's pods map is this writer's copy.
+	podsCopied [ipShards]bool
+	// scratch for replacePtrs and setPtrs
+	oldC, newC   []ptrContrib
+	labels       []string
+	nameA, nameB []byte
 }
 
-func newIPIndexWriter(old *ipIndex, ttl uint32) *ipIndexWriter {
-	return &ipIndexWriter{old: old, ttl: ttl}
+func newIPIndexWriter(old *ipIndex) *ipIndexWriter {
+	return &ipIndexWriter{old: old}
 }
 
 func (w *ipIndexWriter) shard(a netip.Addr) *ipShard {
@@ -104,10 +194,7 @@ func (w *ipIndexWriter) shard(a netip.Addr) *ipShard {
 	if !w.copied[i] {
 		n := &ipShard{}
 		if old := w.idx.shards[i]; old != nil {
-			n.m = maps.Clone(old.m)
-		}
-		if n.m == nil {
-			n.m = make(map[netip.Addr]*ipCell)
+			*n = *old
 		}
 		w.idx.shards[i] = n
 		w.copied[i] = true
@@ -115,8 +202,27 @@ func (w *ipIndexWriter) shard(a netip.Addr) *ipShard {
 	return w.idx.shards[i]
 }
 
+// podShard returns a's shard with its pods map copied for writing.
+func (w *ipIndexWriter) podShard(a netip.Addr) *ipShard {
+	i := shardOf(a)
+	sh := w.shard(a)
+	if !w.podsCopied[i] {
+		sh.pods = maps.Clone(sh.pods)
+		if sh.pods == nil {
+			sh.pods = make(map[ipKey][]podEntry)
+		}
+		w.podsCopied[i] = true
+	}
+	return sh
+}
+
 // result returns the new index (the old one when nothing changed).
 func (w *ipIndexWriter) result() *ipIndex {
+	for i, pend := range w.pend {
+		if len(pend) > 0 {
+			w.merge(w.idx.shards[i], pend)
+		}
+	}
 	if w.idx == nil {
 		if w.old == nil {
 			return &ipIndex{}
@@ -126,126 +232,212 @@ func (w *ipIndexWriter) result() *ipIndex {
 	return w.idx
 }
 
-type ipPending struct {
-	oldPtrs, newPtrs []ptrEntry
-	oldPods, newPods int
+// ptrContrib is one PTR record a service gives: address a names label
+// under the service ("" for its ClusterIP, dashedMark for its dashed name).
+type ptrContrib struct {
+	addr  netip.Addr
+	label string
 }
 
-// replace swaps the contributions of namespace ns: PTR targets when
-// ptrsChanged, Pod addresses when podsChanged. Addresses whose
-// contributions are the same before and after are left alone, so a rebuilt
-// namespace copies only the shards of addresses that really changed.
-func (w *ipIndexWriter) replace(ns string, oldPtrs, newPtrs []ptrContrib, oldPods, newPods []netip.Addr, ptrsChanged, podsChanged bool) {
-	if !ptrsChanged && !podsChanged {
+// ptrContribs appends the PTR records of service node n (nil: none): its
+// ClusterIPs name the service, endpoint addresses their endpoint names.
+// They are read back from the node, so the index holds exactly what the
+// node answers, and nothing else has to be kept to undo them.
+func ptrContribs(dst []ptrContrib, n *svcNode) []ptrContrib {
+	if n == nil || n.kind == kindExternal {
+		return dst
+	}
+	if n.kind == kindClusterIP {
+		for _, set := range n.self.sets {
+			rec := set.rec
+			for range set.an {
+				rdlen := int(binary.BigEndian.Uint16(rec[10:]))
+				if a, ok := netip.AddrFromSlice(rec[12 : 12+rdlen]); ok {
+					dst = append(dst, ptrContrib{addr: a})
+				}
+				rec = rec[12+rdlen:]
+			}
+		}
+	}
+	for _, h := range n.hosts {
+		for _, a := range n.hostAddrs[h.first : h.first+h.n] {
+			dst = append(dst, ptrContrib{addr: a, label: h.label})
+		}
+	}
+	for _, k := range n.dashed {
+		dst = append(dst, ptrContrib{addr: netip.AddrFrom16(k).Unmap(), label: dashedMark})
+	}
+	return dst
+}
+
+func cmpContrib(x, y ptrContrib) int {
+	return cmp.Or(x.addr.Compare(y.addr), strings.Compare(x.label, y.label))
+}
+
+// replacePtrs swaps the PTR records of one service from those of node old
+// to those of node new (either may be nil; both share one svcIdent).
+// Addresses whose records are the same before and after are left alone, so
+// a rebuilt service copies only the shards of addresses that changed.
+func (w *ipIndexWriter) replacePtrs(old, new *svcNode) {
+	w.oldC, w.newC = ptrContribs(w.oldC[:0], old), ptrContribs(w.newC[:0], new)
+	if len(w.oldC) == 0 && len(w.newC) == 0 {
 		return
 	}
-	touched := make(map[netip.Addr]*ipPending)
-	get := func(a netip.Addr) *ipPending {
-		p := touched[a]
-		if p == nil {
-			p = &ipPending{}
-			touched[a] = p
+	id := new.idOr(old)
+	slices.SortFunc(w.oldC, cmpContrib)
+	slices.SortFunc(w.newC, cmpContrib)
+	oc, nc := w.oldC, w.newC
+	for len(oc) > 0 || len(nc) > 0 {
+		var a netip.Addr
+		switch {
+		case len(oc) == 0:
+			a = nc[0].addr
+		case len(nc) == 0:
+			a = oc[0].addr
+		default:
+			a = oc[0].addr
+			if nc[0].addr.Less(a) {
+				a = nc[0].addr
+			}
 		}
-		return p
+		i, j := 0, 0
+		for i < len(oc) && oc[i].addr == a {
+			i++
+		}
+		for j < len(nc) && nc[j].addr == a {
+			j++
+		}
+		if !slices.Equal(oc[:i], nc[:j]) {
+			w.labels = w.labels[:0]
+			for _, c := range nc[:j] {
+				w.labels = append(w.labels, c.label)
+			}
+			w.setPtrs(a, id, w.labels)
+		}
+		oc, nc = oc[i:], nc[j:]
 	}
-	if ptrsChanged {
-		for _, c := range oldPtrs {
-			p := get(c.addr)
-			p.oldPtrs = append(p.oldPtrs, ptrEntry{ns: ns, target: c.target, cluster: c.cluster})
-		}
-		for _, c := range newPtrs {
-			p := get(c.addr)
-			p.newPtrs = append(p.newPtrs, ptrEntry{ns: ns, target: c.target, cluster: c.cluster})
-		}
-	}
-	if podsChanged {
-		for _, a := range oldPods {
-			get(a).oldPods++
-		}
-		for _, a := range newPods {
-			get(a).newPods++
-		}
-	}
-	for a, p := range touched {
-		samePtrs := !ptrsChanged || slices.EqualFunc(p.oldPtrs, p.newPtrs, func(x, y ptrEntry) bool {
-			return x.cluster == y.cluster && x.target == y.target
-		})
-		samePods := !podsChanged || (p.oldPods > 0) == (p.newPods > 0)
-		if samePtrs && samePods {
-			continue
-		}
-		w.update(a, ns, p, !samePtrs, !samePods)
-	}
+	clear(w.oldC) // drop the label strings
+	clear(w.newC)
 }
 
-// update rebuilds the cell of address a with namespace ns's new entries.
-func (w *ipIndexWriter) update(a netip.Addr, ns string, p *ipPending, ptrsChanged, podsChanged bool) {
+func (n *svcNode) idOr(other *svcNode) *svcIdent {
+	if n != nil {
+		return n.id
+	}
+	return other.id
+}
+
+// setPtrs makes labels (possibly none) service id's PTR records of a.
+func (w *ipIndexWriter) setPtrs(a netip.Addr, id *svcIdent, labels []string) {
 	sh := w.shard(a)
-	old := sh.m[a]
-	c := &ipCell{}
-	if old != nil {
-		if ptrsChanged {
-			for _, e := range old.ptrs {
-				if e.ns != ns {
-					c.ptrs = append(c.ptrs, e)
-				}
-			}
-		} else {
-			c.ptrs, c.rec, c.an = old.ptrs, old.rec, old.an
-		}
-		if podsChanged {
-			for _, e := range old.pods {
-				if e.ns != ns {
-					c.pods = append(c.pods, e)
-				}
-			}
-		} else {
-			c.pods = old.pods
+	i := shardOf(a)
+	k := ipKey(a.As16())
+	if w.pend[i] == nil {
+		w.pend[i] = make(map[ipKey][]ptrOwner)
+	}
+	cur, pending := w.pend[i][k]
+	if !pending {
+		var one [1]ptrOwner
+		cur = sh.get(k, &one)
+	}
+	var ptrs []ptrOwner
+	for _, o := range cur {
+		if o.id != id {
+			ptrs = append(ptrs, o)
 		}
 	}
-	if ptrsChanged {
-		c.ptrs = append(c.ptrs, p.newPtrs...)
-		c.rec, c.an = packPTR(c.ptrs, w.ttl)
+	for _, l := range labels {
+		ptrs = append(ptrs, ptrOwner{id: id, label: l})
 	}
-	if podsChanged && p.newPods > 0 {
-		c.pods = append(c.pods, podEntry{ns: ns})
+	if len(ptrs) > 1 {
+		// Sorted by target name, so answers do not depend on build order.
+		slices.SortFunc(ptrs, func(x, y ptrOwner) int {
+			w.nameA = append(x.appendLabel(w.nameA[:0], a), x.id.wire...)
+			w.nameB = append(y.appendLabel(w.nameB[:0], a), y.id.wire...)
+			return bytes.Compare(w.nameA, w.nameB)
+		})
 	}
-	if len(c.ptrs) == 0 && len(c.pods) == 0 {
-		delete(sh.m, a)
-		return
-	}
-	sh.m[a] = c
+	w.pend[i][k] = slices.Clip(ptrs)
 }
 
-// packPTR packs the PTR answer of one address. A ClusterIP answers with its
-// service name(s) only; otherwise every endpoint name that has the address
-// is listed (a Pod behind several services), as CoreDNS does.
-func packPTR(entries []ptrEntry, ttl uint32) ([]byte, uint16) {
-	var targets []string
-	cluster := slices.ContainsFunc(entries, func(e ptrEntry) bool { return e.cluster })
-	for _, e := range entries {
-		if e.cluster == cluster {
-			targets = append(targets, e.target)
+// merge makes sh's PTR array (and multi map) the old one with pend
+// applied, in one pass.
+func (w *ipIndexWriter) merge(sh *ipShard, pend map[ipKey][]ptrOwner) {
+	keys := slices.SortedFunc(maps.Keys(pend), cmpKey)
+	old := sh.ptrs
+	next := make([]ptrEntry, 0, len(old)+len(keys))
+	var multi map[ipKey][]ptrOwner
+	keep := func(e ptrEntry) {
+		if e.id == nil {
+			if multi == nil {
+				multi = make(map[ipKey][]ptrOwner)
+			}
+			multi[e.key] = sh.multi[e.key]
+		}
+		next = append(next, e)
+	}
+	for _, k := range keys {
+		j, _ := slices.BinarySearchFunc(old, k, func(e ptrEntry, k ipKey) int { return e.cmp(k) })
+		for _, e := range old[:j] {
+			keep(e)
+		}
+		if j < len(old) && old[j].key == k {
+			j++ // replaced by pend
+		}
+		old = old[j:]
+		switch owners := pend[k]; len(owners) {
+		case 0:
+		case 1:
+			next = append(next, ptrEntry{key: k, ptrOwner: owners[0]})
+		default:
+			if multi == nil {
+				multi = make(map[ipKey][]ptrOwner)
+			}
+			multi[k] = owners
+			next = append(next, ptrEntry{key: k})
 		}
 	}
-	if len(targets) == 0 {
-		return nil, 0
+	for _, e := range old {
+		keep(e)
 	}
-	slices.Sort(targets)
-	targets = slices.Compact(targets)
-	var b []byte
-	var an uint16
-	for _, t := range targets {
-		if len(b)+12+len(t) > maxRecordsLen {
-			break
+	sh.ptrs, sh.multi = slices.Clip(next), multi
+}
+
+// replacePods swaps the Pod addresses of namespace ns. Addresses that
+// belong to the namespace before and after are left alone.
+func (w *ipIndexWriter) replacePods(ns string, oldPods, newPods []netip.Addr) {
+	// Both are sorted and deduplicated (podAddrs).
+	for len(oldPods) > 0 || len(newPods) > 0 {
+		switch {
+		case len(newPods) == 0 || (len(oldPods) > 0 && oldPods[0].Less(newPods[0])):
+			w.setPod(oldPods[0], ns, false)
+			oldPods = oldPods[1:]
+		case len(oldPods) == 0 || newPods[0].Less(oldPods[0]):
+			w.setPod(newPods[0], ns, true)
+			newPods = newPods[1:]
+		default: // in both
+			oldPods, newPods = oldPods[1:], newPods[1:]
 		}
-		var rd int
-		b, rd = rrStart(b, nil, typePTR, ttl)
-		b = append(b, t...)
-		b = rrEnd(b, rd)
-		an++
 	}
-	return b, an
+}
+
+func (w *ipIndexWriter) setPod(a netip.Addr, ns string, has bool) {
+	sh := w.podShard(a)
+	k := a.As16()
+	var pods []podEntry
+	for _, p := range sh.pods[k] {
+		if p.ns != ns {
+			pods = append(pods, p)
+		}
+	}
+	if has {
+		pods = append(pods, podEntry{ns: ns})
+	}
+	if len(pods) == 0 {
+		delete(sh.pods, k)
+		return
+	}
+	sh.pods[k] = pods
 }
 
 var (

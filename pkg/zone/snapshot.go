@@ -8,14 +8,15 @@ import "net/netip"
 // Layout: a Snapshot shares almost everything with its predecessor. The
 // namespaces map holds one immutable *nsData per namespace (shared across
 // snapshots until that namespace is rebuilt), each with the pre-packed
-// answers of every name below <ns>.svc.<zone>, per cluster domain. The IP
-// index (PTR answers, pods) is sharded by address; a rebuild copies only the
-// shards it touches. Per-domain apex data (SOA with the new serial) is small
-// and rebuilt on every publish.
+// answers of every name below <ns>.svc.<zone>, per service and cluster
+// domain (a rebuilt namespace shares the services that did not change). The
+// IP index (PTR answers, pods) is sharded by address; a rebuild copies only
+// the shards it touches. Per-domain apex data (SOA with the new serial) is
+// small and rebuilt on every publish.
 type Snapshot struct {
 	synced  bool
 	serial  uint32
-	ttl     uint32 // of dynamic pod records
+	ttl     uint32 // of records built at lookup (pod names, PTR)
 	podMode PodMode
 	// zones are sorted by label count, longest first, so a name under two
 	// configured domains (cluster.local and local) matches the deeper one.
@@ -51,12 +52,12 @@ func (s *Snapshot) PodNamespace(a netip.Addr) (ns string, ok bool) {
 	if !ok {
 		return "", false
 	}
-	c := s.ip.get(a)
-	if c == nil || len(c.pods) == 0 {
+	pods := s.ip.pods(a)
+	if len(pods) == 0 {
 		return "", false
 	}
-	ns = c.pods[0].ns
-	for _, p := range c.pods[1:] {
+	ns = pods[0].ns
+	for _, p := range pods[1:] {
 		if p.ns != ns {
 			return "", false
 		}
@@ -67,7 +68,7 @@ func (s *Snapshot) PodNamespace(a netip.Addr) (ns string, ok bool) {
 // zoneData is the per-domain part of a Snapshot: apex records and the
 // negative-answer authority section.
 type zoneData struct {
-	idx     int // index into Config.Domains and nsData.zones
+	idx     int // index into Config.Domains and nsData.svcs' nodes
 	wire    []byte
 	nlabels int
 	apex    node // SOA, NS
@@ -81,32 +82,41 @@ type zoneData struct {
 // nsData is one namespace, immutable once published.
 type nsData struct {
 	name string
-	// zones[i] holds the service names of Config.Domains[i].
-	zones []*nsZone
-	// Contributions to the IP index, kept to remove them on rebuild.
-	ptrs     []ptrContrib
-	pods     []netip.Addr
-	services int // for stats
+	// svcs maps a service's lowercased name to its pre-packed answers, one
+	// svcNode per entry of Config.Domains. A rebuild of the namespace
+	// replaces only the entries of services that changed.
+	svcs map[string][]*svcNode
+	pods []netip.Addr
 }
 
-// nsZone is the pre-packed answers of one namespace in one domain.
-type nsZone struct {
-	services map[string]*svcNode
-}
-
-// svcNode is one service: <svc>.<ns>.svc.<zone> and the names below it.
+// svcNode is one service: <svc>.<ns>.svc.<zone> and the names below it
+// (see pack_build.go for what is packed and what is built at lookup).
 type svcNode struct {
-	self node
-	// sub maps the wire-format labels under the service name
-	// ("\x05web-0", "\x05_http\x04_tcp", "\x04_tcp") to their node.
-	sub map[string]*node
-	// v6 maps the addresses of dashed IPv6 endpoint names to their node, so
-	// other spellings of the same address ("fd00-0-0-0-0-0-0-1" for
-	// "fd00--1") find it. nil when there are none.
-	v6 map[netip.Addr]*node
-	// chase is the wire-format CNAME target of an ExternalName service;
-	// self.sets[0] is then the CNAME record.
+	// self is the service's own RRsets: its ClusterIPs, the addresses of
+	// every ready endpoint of a headless service, or the CNAME of an
+	// ExternalName service (whose wire-format target is then chase).
+	self  node
 	chase []byte
+	wire  []byte // <svc>.<ns>.svc.<zone>
+	// id names the service in PTR answers (SPEC R8). Every svcNode of the
+	// service, in every domain and every rebuild, shares it, so the IP
+	// index refers to the service without copying names per address.
+	id   *svcIdent
+	kind svcKind
+	// hosts are the endpoint names given by hostnames (SPEC R5, R6b),
+	// sorted by wire label; hostAddrs holds their addresses.
+	hosts     []hostName
+	hostAddrs []netip.Addr
+	// dashed holds the address of every dashed endpoint name (SPEC R6),
+	// sorted: "10-1-0-3" or any spelling of an IPv6 address is parsed and
+	// looked up here.
+	dashed []ipKey
+	srv    []srvSet // sorted by key
+}
+
+// svcIdent is <svc>.<ns>.svc.<zone> of the primary domain, in wire format.
+type svcIdent struct {
+	wire []byte
 }
 
 // node is one owner name and its RRsets.
@@ -121,11 +131,4 @@ type rrset struct {
 	an  uint16
 	ar  uint16
 	rec []byte
-}
-
-// ptrContrib is one PTR record a namespace contributes to the IP index.
-type ptrContrib struct {
-	addr    netip.Addr
-	target  string // wire name in the primary domain
-	cluster bool   // a ClusterIP (wins over endpoint names)
 }
