@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodedns/nodedns/pkg/cache"
+	"github.com/nodedns/nodedns/pkg/config"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
@@ -23,6 +24,7 @@ type Config struct {
 	ResolvConf       string
 	PodMode          zone.PodMode
 	EndpointPodNames bool
+	WatchList        bool
 	NodeName         string
 	SetupInterface   bool
 	MetricsListen    string
@@ -49,8 +51,29 @@ type Config struct {
 	// Upgrade handoff (pkg/handoff, cmd/nodedns/handoff.go).
 	HandoffSocket string
 
+	// Configuration file and kube-dns ConfigMap (cmd/nodedns/config.go,
+	// reload.go); upstreams per domain (pkg/route).
+	ConfigFile       string
+	KubeDNSConfigDir string
+	StubDomains      map[string][]netip.AddrPort // domain (lowercase, no trailing dot) -> servers
+
+	// values holds every flag's value by name, to tell what a reload
+	// changed; reparse reads the arguments, environment and config file
+	// again (readFile reads the config file).
+	values   map[string]string
+	reparse  func(readFile func(string) ([]byte, error)) (*Config, error)
+	fileData []byte // the config file as read
+
 	// Server-side search (pkg/resolver/autopath.go).
 	Autopath bool
+
+	// Per-query log (pkg/resolver/querylog.go).
+	QueryLog     bool
+	QueryLogRate int
+
+	// TCP limits of the DNS listeners (pkg/server).
+	TCPIdleTimeout time.Duration
+	TCPMaxConns    int
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated values.
@@ -74,9 +97,15 @@ func (l *listFlag) Set(v string) error {
 }
 
 // parseFlags reads args, with each flag also settable from the environment
-// as NODEDNS_<FLAG_NAME> (dashes as underscores); a flag on the command line
-// wins over the environment.
+// as NODEDNS_<FLAG_NAME> (dashes as underscores) and in the --config file
+// under its name; the command line wins over the environment, which wins
+// over the file. Errors about a value from the file are *config.Error.
 func parseFlags(args []string, getenv func(string) string) (*Config, error) {
+	return parseConfig(args, getenv, os.ReadFile)
+}
+
+// parseConfig is parseFlags with the config file read by readFile.
+func parseConfig(args []string, getenv func(string) string, readFile func(string) ([]byte, error)) (*Config, error) {
 	fs := flag.NewFlagSet("nodedns", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	var (
@@ -84,6 +113,7 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 		listen    = listFlag{values: []string{"169.254.20.10:53"}}
 		domains   = listFlag{values: []string{"cluster.local"}}
 		upstreams listFlag
+		stubs     stubFlag
 		pods      string
 		ttl       uint
 	)
@@ -93,8 +123,12 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	fs.Var(&domains, "cluster-domain", "cluster zone served authoritatively; repeatable")
 	fs.Var(&upstreams, "upstream", "upstream server ADDR[:PORT]; repeatable; default: nameservers of --resolv-conf")
 	fs.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "resolv.conf to take upstreams from when --upstream is not given")
+	fs.Var(&stubs, "stub-domain", "DOMAIN=SERVER[,SERVER...]: forward names under DOMAIN to these servers (ADDR[:PORT]) instead of the upstreams; repeatable, or several separated by spaces")
+	fs.StringVar(&cfg.KubeDNSConfigDir, "kube-dns-config-dir", "", "directory of the kube-dns ConfigMap (stubDomains, upstreamNameservers), read as kube-dns reads it and re-read on change; empty: none")
+	fs.StringVar(&cfg.ConfigFile, "config", "", "YAML file setting any of these flags by name (command line and NODEDNS_* win); re-read on change")
 	fs.StringVar(&pods, "pods", "insecure", "pod records <a-b-c-d>.<ns>.pod.<zone>: insecure | verified | disabled")
 	fs.BoolVar(&cfg.EndpointPodNames, "endpoint-pod-names", false, "also name hostname-less endpoints of headless services after their Pod")
+	fs.BoolVar(&cfg.WatchList, "watch-list", true, "stream the API server's initial list and relists (client-go WatchList) instead of one response holding every object: a lower memory peak after an API server restart")
 	fs.StringVar(&cfg.NodeName, "node-name", getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	fs.BoolVar(&cfg.SetupInterface, "setup-interface", true, "create the link-local interface and addresses of --listen")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", ":9253", "ADDR:PORT for Prometheus /metrics; empty disables")
@@ -114,7 +148,12 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&cfg.ServeStale, "serve-stale", cache.DefaultStaleWindow, "when the upstream fails, answer from an answer expired less than this long ago, with TTL 30s (RFC 8767); 0 disables")
 	fs.BoolVar(&cfg.Prefetch, "prefetch", true, "refresh popular cached answers shortly before they expire")
 	fs.StringVar(&cfg.HandoffSocket, "handoff-socket", "/run/nodedns/handoff.sock", "Unix socket over which a starting instance takes the listening sockets of the running one, so upgrades lose no query (a hostPath shared by old and new pod); empty disables")
-	fs.BoolVar(&cfg.Autopath, "autopath", false, "server-side search: answer <name>.<ns>.svc.<zone> from a Pod of namespace <ns> on this node (UDP) with a CNAME to the first name of the rest of its search list that exists, in one round trip; watches this node's Pods (needs --node-name)")
+	fs.BoolVar(&cfg.Autopath, "autopath", false, "server-side search: answer <name>.<ns>.svc.<zone> from a Pod of namespace <ns> on this node (UDP and TCP) with a CNAME to the first name of the rest of its search list that exists, in one round trip; watches this node's Pods (needs --node-name)")
+	fs.BoolVar(&cfg.QueryLog, "query-log", false, "log one line per answered query (client, transport, name, type, rcode, source, duration) at level info")
+	fs.IntVar(&cfg.QueryLogRate, "query-log-rate", 100, "most query log lines per second (bursts of as many); the others are dropped and counted in nodedns_query_log_dropped_total")
+
+	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", 10*time.Second, "close a DNS TCP connection that takes longer than this to send its next whole query (RFC 7766 §6.2.3)")
+	fs.IntVar(&cfg.TCPMaxConns, "tcp-max-conns", 1000, "most concurrent DNS TCP connections; more are closed at once")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -122,8 +161,26 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	cli := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { cli[f.Name] = true })
 	if err := applyEnv(fs, getenv); err != nil {
 		return nil, err
+	}
+	src := sources{env: map[string]string{}, path: cfg.ConfigFile}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		given[f.Name] = true
+		if !cli[f.Name] {
+			src.env[f.Name] = "NODEDNS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		}
+	})
+	var keyErrs error // of keys of the config file, reported with the values' errors
+	if cfg.ConfigFile != "" {
+		applied, data, err := applyConfigFile(fs, cfg.ConfigFile, given, readFile)
+		if applied == nil {
+			return nil, err // unreadable, or not YAML
+		}
+		src.file, cfg.fileData, keyErrs = applied, data, err
 	}
 
 	var errs []error
@@ -163,23 +220,39 @@ func parseFlags(args []string, getenv func(string) string) (*Config, error) {
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat))
 	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel))
+	}
+	if cfg.TCPIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--tcp-idle-timeout %v: want > 0", cfg.TCPIdleTimeout))
+	}
+	if cfg.TCPMaxConns <= 0 {
+		errs = append(errs, fmt.Errorf("--tcp-max-conns %d: want > 0", cfg.TCPMaxConns))
+	}
+	if cfg.QueryLogRate < 1 {
+		errs = append(errs, fmt.Errorf("--query-log-rate %d: want at least 1", cfg.QueryLogRate))
+	}
+	stubDomains, stubErrs := parseStubDomains(stubs.values, cfg.ClusterDomains)
+	cfg.StubDomains = stubDomains
+	errs = append(errs, stubErrs...)
 	if len(cfg.Listen) == 0 && len(errs) == 0 {
 		errs = append(errs, errors.New("--listen: at least one address is needed"))
 	}
-	return &cfg, errors.Join(errs...)
+	if keyErrs != nil {
+		errs = append([]error{keyErrs}, errs...)
+	}
+	if err := src.annotate(errs); err != nil {
+		return &cfg, err
+	}
+	cfg.values = flagValues(fs)
+	cfg.reparse = func(readFile func(string) ([]byte, error)) (*Config, error) {
+		return parseConfig(args, getenv, readFile)
+	}
+	return &cfg, nil
 }
 
 // parseUpstream accepts ADDR, ADDR:PORT and [V6]:PORT; the port defaults to 53.
-func parseUpstream(s string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap, nil
-	}
-	addr, err := netip.ParseAddr(strings.Trim(s, "[]"))
-	if err != nil {
-		return netip.AddrPort{}, errors.New("want ADDR or ADDR:PORT")
-	}
-	return netip.AddrPortFrom(addr, 53), nil
-}
+func parseUpstream(s string) (netip.AddrPort, error) { return config.ParseServer(s) }
 
 // applyEnv sets every flag not given on the command line from
 // NODEDNS_<NAME>, so a DaemonSet can configure through env or args alike.

@@ -86,6 +86,8 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--ttl", "0"}, nil, "--ttl"},
 		{[]string{"--cluster-domain", "a..b"}, nil, "--cluster-domain"},
 		{[]string{"--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"--tcp-idle-timeout", "0s"}, nil, "--tcp-idle-timeout"},
+		{[]string{"--tcp-max-conns", "-1"}, nil, "--tcp-max-conns"},
 		{nil, map[string]string{"NODEDNS_TTL": "soon"}, "NODEDNS_TTL"},
 		{[]string{"stray"}, nil, "stray"},
 	} {

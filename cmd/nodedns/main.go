@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/nodedns/nodedns/pkg/config"
 )
 
 func main() {
@@ -22,6 +24,11 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nodedns:", err)
+		// 2 is a usage error (flags); a bad config file is a failed start.
+		var fileErr *config.Error
+		if errors.As(err, &fileErr) {
+			os.Exit(1)
+		}
 		os.Exit(2)
 	}
 	logger, err := newLogger(cfg.LogFormat, cfg.LogLevel)
@@ -37,16 +44,27 @@ func main() {
 	}
 }
 
+// logLevel is the level of the logger newLogger makes; a config reload
+// changes it (--log-level is live).
+var logLevel = new(slog.LevelVar)
+
 func newLogger(format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
+	lv, err := parseLevel(level)
+	if err != nil {
 		return nil, fmt.Errorf("--log-level %q: %w", level, err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	logLevel.Set(lv)
+	opts := &slog.HandlerOptions{Level: logLevel}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	err := lv.UnmarshalText([]byte(s))
+	return lv, err
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/nodedns/nodedns/pkg/admin"
@@ -68,10 +67,17 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 
-	up, upstreams, err := newUpstream(cfg, log)
+	// Where forwarded names go (--upstream or the kube-dns ConfigMap or
+	// resolv.conf, and stub domains), kept up to date with the config
+	// file and the ConfigMap by rl (reload.go).
+	rl, err := newReloader(cfg, log, logLevel, m, func(servers []netip.AddrPort) (*upstream.Forwarder, error) {
+		return newForwarder(cfg, servers, log, m)
+	})
 	if err != nil {
 		return err
 	}
+	defer rl.close()
+	up := rl.router()
 	var answers resolver.Cache // an interface nil when disabled, not a nil *cache.Cache
 	if cfg.CacheSize != 0 {
 		c, err := cache.New(cache.Config{Size: cfg.CacheSize, MaxTTL: cfg.MaxTTL, MaxNegativeTTL: cfg.MaxNegativeTTL,
@@ -80,17 +86,18 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			return fmt.Errorf("--cache-size, --max-ttl, --max-negative-ttl, --serve-stale: %w", err)
 		}
 		answers = c
+		rl.setCache(c)
 		m.RegisterCache(c.Stats)
 	}
-	var search []string // the node's search domains, for --autopath
-	if cfg.Autopath {
+	// The node's search domains: autopath candidates, and what forwarded
+	// NXDOMAINs are counted under (search_suffix_answers_total).
+	var search []string
+	if rc, err := upstream.ReadResolvConf(cfg.ResolvConf); rc != nil {
+		search = rc.Search
+	} else if cfg.Autopath {
 		// A missing search domain would make autopath answer a name the
 		// client's own walk would not reach: no guessing.
-		rc, err := upstream.ReadResolvConf(cfg.ResolvConf)
-		if rc == nil {
-			return fmt.Errorf("--autopath: the node's search domains: %w", err)
-		}
-		search = rc.Search
+		return fmt.Errorf("--autopath: the node's search domains: %w", err)
 	}
 	res, err := resolver.New(resolver.Config{
 		Autopath:        cfg.Autopath,
@@ -103,6 +110,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		ClusterDomains:  cfg.ClusterDomains,
 		Logger:          log,
 		UpstreamTimeout: 2*cfg.UpstreamTimeout + time.Second,
+		QueryLog:        cfg.QueryLog,
+		QueryLogRate:    cfg.QueryLogRate,
 	})
 	if err != nil {
 		return err
@@ -115,7 +124,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// --handoff-socket; the server binds afresh whatever is not.
 	upg := takeOver(ctx, cfg, log)
 	defer upg.close()
-	srv, err := server.New(server.Config{Addrs: addrs, Resolver: res, Logger: log, Inherited: upg.dns})
+	srv, err := server.New(server.Config{Addrs: addrs, Resolver: res, Logger: log, Inherited: upg.dns,
+		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxConns: cfg.TCPMaxConns})
 	if err != nil {
 		return err
 	}
@@ -154,7 +164,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	upg.listen(srv, https, checks.Ready)
 	served.Store(true)
 	log.Info("nodedns started", "dns", bound, "health", cfg.HealthListen, "metrics", cfg.MetricsListen,
-		"zones", cfg.ClusterDomains, "upstreams", upstreams)
+		"zones", cfg.ClusterDomains, "upstreams", rl.ups.cur.def, "stub_domains", len(rl.ups.cur.stubs))
+	rl.start()
 
 	<-ctx.Done()
 	draining.Store(true)
@@ -209,11 +220,13 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *met
 	}
 
 	klog.SetSlogLogger(log) // client-go logs through klog: one log stream, one format
+	// Before the first client-go client is made (see kube.SetWatchList).
+	kube.SetWatchList(cfg.WatchList)
 	rc, err := kube.RESTConfig(cfg.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kube.NewClient(rc)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -229,6 +242,7 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *met
 	}
 	w, err := kube.New(kube.Config{
 		Client: client, PodScope: scope, NodeName: cfg.NodeName, Logger: log, OnWatchError: m.WatchError,
+		DropPodNames: !cfg.EndpointPodNames,
 	}, builder)
 	if err != nil {
 		return err
@@ -248,46 +262,10 @@ type noUpstream struct{}
 
 func (noUpstream) Exchange(context.Context, []byte) ([]byte, error) { return nil, errNoUpstream }
 
-// newUpstream builds the forwarder from --upstream or resolv.conf, never
-// including our own listen addresses (a resolv.conf that points at nodedns
-// itself would loop). With none left it logs an error and returns an
-// Upstream that fails: the cluster zone is still worth serving.
-func newUpstream(cfg *Config, log *slog.Logger) (resolver.Upstream, []netip.AddrPort, error) {
-	servers := cfg.Upstreams
-	if len(servers) == 0 {
-		paths := []string{cfg.ResolvConf}
-		if cfg.ResolvConf == "/etc/resolv.conf" {
-			paths = append(paths, systemdResolvConf)
-		}
-		for _, path := range paths {
-			rc, err := upstream.ReadResolvConf(path)
-			if rc != nil {
-				for _, s := range rc.Skipped {
-					log.Warn("resolv.conf: nameserver skipped", "path", path, "server", s.Server, "reason", s.Reason)
-				}
-			}
-			if err == nil {
-				servers = rc.Servers
-				break
-			}
-			log.Warn("no upstream from resolv.conf", "path", path, "err", err)
-		}
-	}
-	servers = slices.DeleteFunc(slices.Clone(servers), func(s netip.AddrPort) bool {
-		for _, l := range cfg.Listen {
-			if s.Addr() == l.Addr() && s.Port() == l.Port() {
-				log.Warn("upstream skipped: it is our own listen address", "server", s)
-				return true
-			}
-		}
-		return false
-	})
-	if len(servers) == 0 {
-		log.Error("no usable upstream server: names outside the cluster zone get SERVFAIL; give --upstream")
-		return noUpstream{}, nil, nil
-	}
-	f, err := upstream.New(upstream.Config{Servers: servers, Timeout: cfg.UpstreamTimeout, Logger: log})
-	return f, servers, err
+// newForwarder is the one place forwarders are made, for the default
+// upstreams and every stub domain alike.
+func newForwarder(cfg *Config, servers []netip.AddrPort, log *slog.Logger, obs upstream.Observer) (*upstream.Forwarder, error) {
+	return upstream.New(upstream.Config{Servers: servers, Timeout: cfg.UpstreamTimeout, Logger: log, Observer: obs})
 }
 
 // nsAddrs are the addresses published for ns.dns.<zone>: our listen IPs,

@@ -8,7 +8,7 @@ import (
 
 	"log/slog"
 
-	"k8s.io/client-go/kubernetes"
+	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -41,8 +41,8 @@ func (s PodScope) String() string {
 
 // Config is fixed for the life of a Watcher.
 type Config struct {
-	// Client talks to the API server. Required.
-	Client kubernetes.Interface
+	// Client talks to the API server (NewClient). Required.
+	Client Client
 	// Resync is the informers' resync period; 0 (the sensible value here)
 	// disables resyncs: the handlers keep nothing that could drift.
 	Resync time.Duration
@@ -59,6 +59,44 @@ type Config struct {
 	OnWatchError func(resource string, err error)
 	// Now is the clock used to rate-limit log lines; nil means time.Now.
 	Now func() time.Time
+	// DropPodNames drops the targetRef Pod names of endpoints at ingest:
+	// only zone.Config.EndpointPodNames uses them, and a large cluster
+	// holds one per endpoint.
+	DropPodNames bool
+}
+
+// SetWatchList turns client-go's streaming list (its WatchListClient
+// feature, KEP-3157) on or off for the whole process. On, informers get
+// their initial list, and every relist after an API server restart or a
+// watch that fell too far behind, as a watch that streams the objects one
+// by one into the informer's transform, instead of one response that is
+// decoded whole, so a relist does not briefly hold every full object next
+// to the slim ones (measured in BENCHMARKS.md, "Large clusters"). API
+// servers without the WatchList feature (beta, and on by default in 1.34,
+// the version the tests run) make client-go fall back to a plain list.
+//
+// Call it before any client-go client is made: client-go logs an error when
+// its feature gates are replaced after their first use.
+func SetWatchList(on bool) {
+	base := clientfeatures.FeatureGates()
+	if g, ok := base.(watchListGate); ok {
+		base = g.Gates
+	}
+	clientfeatures.ReplaceFeatureGates(watchListGate{Gates: base, on: on})
+}
+
+// watchListGate answers for WatchListClient and asks the gates it wraps
+// about everything else.
+type watchListGate struct {
+	clientfeatures.Gates
+	on bool
+}
+
+func (g watchListGate) Enabled(f clientfeatures.Feature) bool {
+	if f == clientfeatures.WatchListClient {
+		return g.on
+	}
+	return g.Gates.Enabled(f)
 }
 
 // UserAgent is sent to the API server by clients made from RESTConfig.

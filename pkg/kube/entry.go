@@ -88,6 +88,38 @@ func transform[O metav1.Object, T any](slim func(O) T) cache.TransformFunc {
 	}
 }
 
+// rv is the resourceVersion the entry was made from.
+func (e *entry[T]) rv() string { return e.resourceVersion }
+
+// keepUnchanged wraps an informer's transform: an API object whose
+// resourceVersion is that of the entry already cached under its key gets
+// that entry back instead of a new slim copy. A relist (after an API server
+// restart or a watch that fell behind) brings every object again, nearly
+// all unchanged: without this the informer would briefly hold two slim
+// copies of everything, and then the handlers would compare them one by one
+// (issue #8 measures the relist peak). The resourceVersion changes with
+// every write of an object, so equal versions mean equal objects.
+//
+// The store is the informer's own thread-safe indexer; client-go calls the
+// transform from the reflector's goroutine without holding that store's
+// lock.
+func keepUnchanged(tf cache.TransformFunc, store cache.Store) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		if o, ok := obj.(metav1.Object); ok && o.GetResourceVersion() != "" {
+			key := o.GetName()
+			if ns := o.GetNamespace(); ns != "" {
+				key = ns + "/" + key
+			}
+			if old, ok, _ := store.GetByKey(key); ok {
+				if e, ok := old.(interface{ rv() string }); ok && e.rv() == o.GetResourceVersion() {
+					return old, nil
+				}
+			}
+		}
+		return tf(obj)
+	}
+}
+
 // handler forwards one informer's events to the Sink. It implements
 // cache.ResourceEventHandler; client-go calls it from one goroutine per
 // informer.

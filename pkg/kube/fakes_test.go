@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/nodedns/nodedns/pkg/zone"
 )
 
@@ -158,3 +162,34 @@ func (h *logRecorder) count(level slog.Level, key string) (int, string) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// fromClientset adapts a clientset (client-go's fake in these tests) to a
+// Client.
+func fromClientset(c kubernetes.Interface) Client { return clientsetClient{c} }
+
+type clientsetClient struct{ c kubernetes.Interface }
+
+func (f clientsetClient) ListWatch(resource string) (ListFunc, WatchFunc, bool) {
+	core, disc := f.c.CoreV1(), f.c.DiscoveryV1()
+	switch resource {
+	case "namespaces":
+		return listFunc(core.Namespaces().List), core.Namespaces().Watch, true
+	case "services":
+		return listFunc(core.Services("").List), core.Services("").Watch, true
+	case "pods":
+		return listFunc(core.Pods("").List), core.Pods("").Watch, true
+	case "endpointslices":
+		return listFunc(disc.EndpointSlices("").List), disc.EndpointSlices("").Watch, true
+	}
+	return nil, nil, false
+}
+
+func listFunc[L runtime.Object](list func(context.Context, metav1.ListOptions) (L, error)) ListFunc {
+	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		l, err := list(ctx, o)
+		if err != nil {
+			return nil, err // not l: a typed nil would not be a nil interface
+		}
+		return l, nil
+	}
+}

@@ -77,7 +77,7 @@ func SlimEndpointSlice(es *discoveryv1.EndpointSlice) *zone.EndpointSlice {
 		Namespace:   es.Namespace,
 		Name:        es.Name,
 		ServiceName: es.Labels[discoveryv1.LabelServiceName],
-		AddressType: string(es.AddressType),
+		AddressType: intern(string(es.AddressType)),
 	}
 	for _, p := range es.Ports {
 		if p.Port == nil {
@@ -92,20 +92,28 @@ func SlimEndpointSlice(es *discoveryv1.EndpointSlice) *zone.EndpointSlice {
 		}
 		out.Ports = append(out.Ports, zp)
 	}
+	// Exactly sized, in two allocations for the whole slice: a large zone
+	// holds these for every endpoint (issue #8).
+	naddr := 0
+	for i := range es.Endpoints {
+		naddr += len(es.Endpoints[i].Addresses)
+	}
+	all := make([]netip.Addr, 0, naddr)
+	out.Endpoints = make([]zone.Endpoint, 0, len(es.Endpoints))
 	for i := range es.Endpoints {
 		ep := &es.Endpoints[i]
-		var addrs []netip.Addr
+		first := len(all)
 		for _, s := range ep.Addresses {
 			a, ok := ParseIP(s)
 			if !ok || !ofType(a, es.AddressType) {
 				continue
 			}
-			addrs = append(addrs, a)
+			all = append(all, a)
 		}
-		if len(addrs) == 0 {
+		if len(all) == first {
 			continue
 		}
-		zep := zone.Endpoint{Addresses: addrs, Ready: true}
+		zep := zone.Endpoint{Addresses: all[first:len(all):len(all)], Ready: true}
 		if ep.Hostname != nil {
 			zep.Hostname = strings.ToLower(*ep.Hostname)
 		}
@@ -119,6 +127,9 @@ func SlimEndpointSlice(es *discoveryv1.EndpointSlice) *zone.EndpointSlice {
 			zep.PodName = ep.TargetRef.Name
 		}
 		out.Endpoints = append(out.Endpoints, zep)
+	}
+	if len(out.Endpoints) == 0 {
+		out.Endpoints = nil
 	}
 	return out
 }
@@ -194,7 +205,26 @@ func protocol(p corev1.Protocol) string {
 	if p == "" {
 		return string(corev1.ProtocolTCP)
 	}
-	return string(p)
+	return intern(string(p))
+}
+
+// intern returns the constant for the usual protocol and address type
+// values, so objects kept for the life of the process share them instead
+// of holding the decoder's copies.
+func intern(s string) string {
+	switch s {
+	case "TCP":
+		return "TCP"
+	case "UDP":
+		return "UDP"
+	case "SCTP":
+		return "SCTP"
+	case "IPv4":
+		return "IPv4"
+	case "IPv6":
+		return "IPv6"
+	}
+	return s
 }
 
 // The equal functions decide whether an update changed anything DNS sees;

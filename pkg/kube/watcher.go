@@ -109,10 +109,7 @@ func New(cfg Config, sink Sink) (*Watcher, error) {
 		syncedCh: make(chan struct{}),
 		warn:     warnLimiter{every: watchErrorLogEvery, now: cfg.Now},
 	}
-	c := cfg.Client
-
-	err := w.add("namespaces", &corev1.Namespace{},
-		listWatch(c.CoreV1().Namespaces().List, c.CoreV1().Namespaces().Watch, nil),
+	err := w.add("namespaces", &corev1.Namespace{}, nil,
 		transform(func(*corev1.Namespace) struct{} { return struct{}{} }),
 		&handler[struct{}]{
 			kind:   "Namespace",
@@ -125,8 +122,7 @@ func New(cfg Config, sink Sink) (*Watcher, error) {
 		return nil, err
 	}
 
-	err = w.add("services", &corev1.Service{},
-		listWatch(c.CoreV1().Services(metav1.NamespaceAll).List, c.CoreV1().Services(metav1.NamespaceAll).Watch, nil),
+	err = w.add("services", &corev1.Service{}, nil,
 		transform(SlimService),
 		&handler[*zone.Service]{
 			kind:   "Service",
@@ -139,10 +135,20 @@ func New(cfg Config, sink Sink) (*Watcher, error) {
 		return nil, err
 	}
 
-	esClient := c.DiscoveryV1().EndpointSlices(metav1.NamespaceAll)
-	err = w.add("endpointslices", &discoveryv1.EndpointSlice{},
-		listWatch(esClient.List, esClient.Watch, nil),
-		transform(SlimEndpointSlice),
+	slimES := SlimEndpointSlice
+	if cfg.DropPodNames {
+		slimES = func(es *discoveryv1.EndpointSlice) *zone.EndpointSlice {
+			out := SlimEndpointSlice(es)
+			if out != nil {
+				for i := range out.Endpoints {
+					out.Endpoints[i].PodName = ""
+				}
+			}
+			return out
+		}
+	}
+	err = w.add("endpointslices", &discoveryv1.EndpointSlice{}, nil,
+		transform(slimES),
 		&handler[*zone.EndpointSlice]{
 			kind:   "EndpointSlice",
 			log:    w.log,
@@ -160,9 +166,7 @@ func New(cfg Config, sink Sink) (*Watcher, error) {
 			sel := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
 			tweak = func(o *metav1.ListOptions) { o.FieldSelector = sel }
 		}
-		pods := c.CoreV1().Pods(metav1.NamespaceAll)
-		err = w.add("pods", &corev1.Pod{},
-			listWatch(pods.List, pods.Watch, tweak),
+		err = w.add("pods", &corev1.Pod{}, tweak,
 			transform(SlimPod),
 			&handler[*zone.Pod]{
 				kind:   "Pod",
@@ -179,13 +183,17 @@ func New(cfg Config, sink Sink) (*Watcher, error) {
 }
 
 // add creates one informer with its transform, watch error handler and
-// event handler.
-func (w *Watcher) add(resource string, example runtime.Object, lw *cache.ListWatch, tf cache.TransformFunc, h cache.ResourceEventHandler) error {
-	inf := cache.NewSharedIndexInformerWithOptions(lw, example, cache.SharedIndexInformerOptions{
+// event handler; tweak, if not nil, changes its list and watch options.
+func (w *Watcher) add(resource string, example runtime.Object, tweak func(*metav1.ListOptions), tf cache.TransformFunc, h cache.ResourceEventHandler) error {
+	list, watchFn, ok := w.cfg.Client.ListWatch(resource)
+	if !ok {
+		return fmt.Errorf("kube: %s: the client does not list it", resource)
+	}
+	inf := cache.NewSharedIndexInformerWithOptions(listWatch(list, watchFn, tweak), example, cache.SharedIndexInformerOptions{
 		ResyncPeriod:      w.cfg.Resync,
 		ObjectDescription: resource,
 	})
-	if err := inf.SetTransform(tf); err != nil {
+	if err := inf.SetTransform(keepUnchanged(tf, inf.GetStore())); err != nil {
 		return fmt.Errorf("kube: %s informer: %w", resource, err)
 	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
@@ -201,23 +209,15 @@ func (w *Watcher) add(resource string, example runtime.Object, lw *cache.ListWat
 	return nil
 }
 
-// listWatch adapts a typed client's List and Watch to a cache.ListWatch,
+// listWatch adapts a Client's list and watch to a cache.ListWatch,
 // applying tweak (e.g. a field selector) to both.
-func listWatch[L runtime.Object](
-	list func(context.Context, metav1.ListOptions) (L, error),
-	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
-	tweak func(*metav1.ListOptions),
-) *cache.ListWatch {
+func listWatch(list ListFunc, watchFn WatchFunc, tweak func(*metav1.ListOptions)) *cache.ListWatch {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			if tweak != nil {
 				tweak(&o)
 			}
-			l, err := list(ctx, o)
-			if err != nil {
-				return nil, err // not l: a typed nil would not be a nil interface
-			}
-			return l, nil
+			return list(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			if tweak != nil {

@@ -138,7 +138,7 @@ func TestWatcherSyncAndEvents(t *testing.T) {
 	)
 	watches := watchSignal(client)
 	sink := newRecordingSink()
-	w, err := New(Config{Client: client, PodScope: PodsAll, Logger: discardLogger()}, sink)
+	w, err := New(Config{Client: fromClientset(client), PodScope: PodsAll, Logger: discardLogger()}, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestWatcherPodScope(t *testing.T) {
 		client := fake.NewClientset(objs...)
 		opened := watchSignal(client)
 		sink := newRecordingSink()
-		w, err := New(Config{Client: client, PodScope: PodsNode, NodeName: "node-a", Logger: discardLogger()}, sink)
+		w, err := New(Config{Client: fromClientset(client), PodScope: PodsNode, NodeName: "node-a", Logger: discardLogger()}, sink)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +298,7 @@ func TestWatcherPodScope(t *testing.T) {
 	t.Run("all", func(t *testing.T) {
 		client := fake.NewClientset(objs...)
 		sink := newRecordingSink()
-		w, err := New(Config{Client: client, PodScope: PodsAll, Logger: discardLogger()}, sink)
+		w, err := New(Config{Client: fromClientset(client), PodScope: PodsAll, Logger: discardLogger()}, sink)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +319,7 @@ func TestWatcherPodScope(t *testing.T) {
 	t.Run("none", func(t *testing.T) {
 		client := fake.NewClientset(objs...)
 		sink := newRecordingSink()
-		w, err := New(Config{Client: client, Logger: discardLogger()}, sink)
+		w, err := New(Config{Client: fromClientset(client), Logger: discardLogger()}, sink)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +347,7 @@ func TestWatcherListFailureRetries(t *testing.T) {
 	var mu sync.Mutex
 	var hooked []string
 	sink := newRecordingSink()
-	w, err := New(Config{Client: client, Logger: discardLogger(), OnWatchError: func(resource string, err error) {
+	w, err := New(Config{Client: fromClientset(client), Logger: discardLogger(), OnWatchError: func(resource string, err error) {
 		mu.Lock()
 		hooked = append(hooked, resource+": "+err.Error())
 		mu.Unlock()
@@ -375,7 +375,7 @@ func TestWatchErrorLogIsRateLimited(t *testing.T) {
 	logs := &logRecorder{}
 	var hook atomic.Int64
 	w, err := New(Config{
-		Client:       fake.NewClientset(),
+		Client:       fromClientset(fake.NewClientset()),
 		Logger:       slog.New(logs),
 		Now:          func() time.Time { return now },
 		OnWatchError: func(string, error) { hook.Add(1) },
@@ -509,7 +509,7 @@ func TestHandlerDeletesAndOddObjects(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	c := fake.NewClientset()
+	c := fromClientset(fake.NewClientset())
 	s := newRecordingSink()
 	for name, tc := range map[string]struct {
 		cfg  Config
@@ -531,7 +531,9 @@ func TestRunStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sink := newRecordingSink()
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Config{Client: fake.NewClientset(), Logger: discardLogger()}, sink) }()
+	go func() {
+		done <- Run(ctx, Config{Client: fromClientset(fake.NewClientset()), Logger: discardLogger()}, sink)
+	}()
 	sink.waitFor(t, "SetSynced", func() bool { return len(sink.calls) > 0 && sink.calls[len(sink.calls)-1] == "SetSynced" })
 	cancel()
 	select {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -131,8 +132,11 @@ func TestDaemonSetPodSpec(t *testing.T) {
 		if v.HostPath != nil && !allowedHostPaths[v.HostPath.Path] {
 			t.Errorf("volume %s: hostPath %s: see the securityContext comment in daemonset.yaml, then allow it in this test", v.Name, v.HostPath.Path)
 		}
-		if v.ConfigMap != nil && v.ConfigMap.Name != m.config.Name {
-			t.Errorf("volume %s: ConfigMap %q is not deploy/'s %q", v.Name, v.ConfigMap.Name, m.config.Name)
+		// Besides deploy/'s own, the cluster's kube-dns ConfigMap
+		// (--kube-dns-config-dir), optional: most clusters have none.
+		kubeDNS := v.ConfigMap != nil && v.ConfigMap.Name == "kube-dns" && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional
+		if v.ConfigMap != nil && v.ConfigMap.Name != m.config.Name && !kubeDNS {
+			t.Errorf("volume %s: ConfigMap %q is neither deploy/'s %q nor the optional kube-dns", v.Name, v.ConfigMap.Name, m.config.Name)
 		}
 	}
 }
@@ -250,6 +254,34 @@ func TestDaemonSetContainer(t *testing.T) {
 		} else if soft >= memLimit.Value() {
 			t.Errorf("GOMEMLIMIT %s is not below limits.memory %s: the GC would not act before the OOM kill", e.Value, memLimit.String())
 		}
+	}
+}
+
+// TestConfigMounts: --config names a key of deploy/'s ConfigMap where
+// its volume is mounted, and --kube-dns-config-dir is where the kube-dns
+// ConfigMap is mounted.
+func TestConfigMounts(t *testing.T) {
+	m := loadManifests(t)
+	mounts := map[string]string{} // ConfigMap name -> mount path
+	for _, v := range m.ds.Spec.Template.Spec.Volumes {
+		if v.ConfigMap == nil {
+			continue
+		}
+		for _, vm := range m.container(t).VolumeMounts {
+			if vm.Name == v.Name {
+				mounts[v.ConfigMap.Name] = vm.MountPath
+			}
+		}
+	}
+	dir, key := path.Split(m.oneArg(t, "config"))
+	if path.Clean(dir) != mounts[m.config.Name] {
+		t.Errorf("--config in %s, but ConfigMap %s is mounted at %q", dir, m.config.Name, mounts[m.config.Name])
+	}
+	if _, ok := m.config.Data[key]; !ok {
+		t.Errorf("--config names %s, which ConfigMap %s has no key for", key, m.config.Name)
+	}
+	if got := m.oneArg(t, "kube-dns-config-dir"); got != mounts["kube-dns"] {
+		t.Errorf("--kube-dns-config-dir %s, but ConfigMap kube-dns is mounted at %q", got, mounts["kube-dns"])
 	}
 }
 
