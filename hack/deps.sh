@@ -15,6 +15,7 @@ DEBS=(
 	procps:pkill
 	kmod:modprobe
 	util-linux:setsid
+	dnsperf:dnsperf
 )
 
 installed() {

@@ -19,3 +19,8 @@ fi
 echo "== go test"
 # The race detector covers the concurrent parts (zone publish, server loops).
 go test -race -count=1 -timeout 30m ./...
+
+echo "== fuzz"
+# Every fuzz target for FUZZTIME (default 10s) each; crashers stay as seeds
+# in testdata/fuzz, which the go test above replays on every run.
+bash hack/fuzz.sh
