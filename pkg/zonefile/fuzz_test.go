@@ -33,7 +33,9 @@ func FuzzLoad(f *testing.F) {
 		_, _, err := Parse("fuzz.yaml", data)
 		var ze *Error
 		if errors.As(err, &ze) {
-			lines := bytes.Count(data, []byte("\n")) + 1
+			// YAML breaks lines at \n, \r\n and a lone \r alike.
+			lines := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) -
+				bytes.Count(data, []byte("\r\n")) + 1
 			if ze.Line < 1 || ze.Line > lines+1 {
 				t.Fatalf("error at line %d of a %d-line input: %v", ze.Line, lines, err)
 			}
