@@ -78,7 +78,7 @@ func newClusterFixture(t *testing.T, extraFlags ...string) *clusterFixture {
 	up := upstreamServer(t)
 	args := append([]string{"--kubeconfig", env.DNSKubeconfig, "--upstream", up.Addr().String()}, extraFlags...)
 	d := startDaemon(t, args...)
-	d.waitReady(30 * time.Second)
+	d.WaitReady(30 * time.Second)
 	return &clusterFixture{ns: ns, webIP: web.Spec.ClusterIP, d: d, upstream: up, upQueries: func() []string {
 		var out []string
 		for _, q := range up.Queries() {

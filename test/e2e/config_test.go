@@ -93,7 +93,7 @@ func TestConfigFileReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	replaceFile(t, path, fmt.Sprintf("upstream: [%s]\nmax-ttl: 30s\n", a.Addr()))
 	d := startDaemon(t, "--zone-file", exampleZone(t), "--config", path)
-	d.waitReady(10 * time.Second)
+	d.WaitReady(10 * time.Second)
 	if got := firstA(d, "api.example.com."); got != "192.0.2.1" {
 		t.Fatalf("api.example.com = %q, want a's 192.0.2.1", got)
 	}
@@ -115,7 +115,7 @@ func TestConfigFileReload(t *testing.T) {
 	if n := a.Len() - atSwitch; n > 0 {
 		t.Errorf("%d queries reached the old upstream after the change", n)
 	}
-	if got := d.metric(`nodedns_config_reloads_total{result="ok"}`); got != 1 {
+	if got := d.Metric(`nodedns_config_reloads_total{result="ok"}`); got != 1 {
 		t.Errorf(`config_reloads_total{result="ok"} = %v, want 1`, got)
 	}
 
@@ -123,10 +123,10 @@ func TestConfigFileReload(t *testing.T) {
 	// key; b keeps answering.
 	replaceFile(t, path, fmt.Sprintf("upstream: [%s]\nmax-ttl: forever\nupstreams: [%s]\n", a.Addr(), a.Addr()))
 	waitFor(t, "the error in the log", 10*time.Second, func() bool {
-		return strings.Contains(d.logs.String(), path+":3: upstreams: unknown key")
+		return strings.Contains(d.Logs.String(), path+":3: upstreams: unknown key")
 	})
-	if !strings.Contains(d.logs.String(), path+":2: max-ttl:") {
-		t.Errorf("the log does not name max-ttl on line 2:\n%s", d.logs.String())
+	if !strings.Contains(d.Logs.String(), path+":2: max-ttl:") {
+		t.Errorf("the log does not name max-ttl on line 2:\n%s", d.Logs.String())
 	}
 	before := b.Len()
 	if r, err := d.query("udp", "after-bad-file.example.com.", dns.TypeA); err != nil || r.Rcode != dns.RcodeNameError {
@@ -135,16 +135,16 @@ func TestConfigFileReload(t *testing.T) {
 	if b.Len() != before+1 || a.Len() != atSwitch {
 		t.Errorf("after the bad file the query went to a (%d) or nowhere (b %d -> %d)", a.Len()-atSwitch, before, b.Len())
 	}
-	if got := d.metric(`nodedns_config_reloads_total{result="error"}`); got != 1 {
+	if got := d.Metric(`nodedns_config_reloads_total{result="error"}`); got != 1 {
 		t.Errorf(`config_reloads_total{result="error"} = %v, want 1`, got)
 	}
 
 	// A key that needs a restart: applied keys apply, it is named.
 	replaceFile(t, path, fmt.Sprintf("upstream: [%s]\nmax-ttl: 10s\n", b.Addr()))
 	waitFor(t, "the restart warning", 10*time.Second, func() bool {
-		return strings.Contains(d.logs.String(), "takes effect only at a restart") && strings.Contains(d.logs.String(), "key=max-ttl")
+		return strings.Contains(d.Logs.String(), "takes effect only at a restart") && strings.Contains(d.Logs.String(), "key=max-ttl")
 	})
-	if got := d.metric("nodedns_config_last_reload_success_timestamp_seconds"); got < float64(time.Now().Add(-time.Minute).Unix()) {
+	if got := d.Metric("nodedns_config_last_reload_success_timestamp_seconds"); got < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("last reload success timestamp %v", got)
 	}
 }
@@ -156,15 +156,15 @@ func TestConfigFileBadAtStart(t *testing.T) {
 	replaceFile(t, path, "upstream: [127.0.0.1]\nmax-tll: 30s\n")
 	d := startDaemon(t, "--zone-file", exampleZone(t), "--config", path)
 	select {
-	case <-d.done:
+	case <-d.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("nodedns kept running with a bad config file")
 	}
-	if d.cmd.ProcessState.ExitCode() != 1 {
-		t.Errorf("exit status %d, want 1", d.cmd.ProcessState.ExitCode())
+	if d.Cmd.ProcessState.ExitCode() != 1 {
+		t.Errorf("exit status %d, want 1", d.Cmd.ProcessState.ExitCode())
 	}
-	if want := path + ":2: max-tll: unknown key"; !strings.Contains(d.logs.String(), want) {
-		t.Errorf("output does not contain %q:\n%s", want, d.logs.String())
+	if want := path + ":2: max-tll: unknown key"; !strings.Contains(d.Logs.String(), want) {
+		t.Errorf("output does not contain %q:\n%s", want, d.Logs.String())
 	}
 }
 
@@ -218,7 +218,7 @@ func TestKubeDNSStubDomains(t *testing.T) {
 	cm := &configMapDir{t: t, dir: t.TempDir()}
 	cm.update(map[string]string{"stubDomains": fmt.Sprintf(`{"corp.example": [%q]}`, c1.Addr())})
 	d := startDaemon(t, "--zone-file", exampleZone(t), "--upstream", def.Addr().String(), "--kube-dns-config-dir", cm.dir)
-	d.waitReady(10 * time.Second)
+	d.WaitReady(10 * time.Second)
 	if got := firstA(d, "www.corp.example."); got != "10.0.0.1" {
 		t.Fatalf("www.corp.example = %q, want c1's 10.0.0.1", got)
 	}
@@ -253,11 +253,11 @@ func TestKubeDNSStubDomains(t *testing.T) {
 	file := filepath.Join(cm.dir, "stubDomains")
 	cm.update(map[string]string{"stubDomains": fmt.Sprintf(`{"corp.example": [%q],}`, c1.Addr())})
 	waitFor(t, "the JSON error in the log", 10*time.Second, func() bool {
-		return strings.Contains(d.logs.String(), file+":1: invalid JSON")
+		return strings.Contains(d.Logs.String(), file+":1: invalid JSON")
 	})
 	cm.update(map[string]string{"stubDomains": fmt.Sprintf(`{"corp.example": [%q], "svc.cluster.local": [%q]}`, c1.Addr(), c1.Addr())})
 	waitFor(t, "the cluster domain error in the log", 10*time.Second, func() bool {
-		return strings.Contains(d.logs.String(), `svc.cluster.local\": under the cluster domain cluster.local`)
+		return strings.Contains(d.Logs.String(), `svc.cluster.local\": under the cluster domain cluster.local`)
 	})
 	if got := firstA(d, "www.corp.example."); got != "10.0.0.2" {
 		t.Errorf("after bad updates www.corp.example = %q, want c2's 10.0.0.2", got)
@@ -265,7 +265,7 @@ func TestKubeDNSStubDomains(t *testing.T) {
 	if r, err := d.query("udp", "nope.svc.cluster.local.", dns.TypeA); err != nil || r.Rcode != dns.RcodeNameError {
 		t.Errorf("cluster name: %v %v, want NXDOMAIN from the zone", r, err)
 	}
-	if got := d.metric(`nodedns_config_reloads_total{result="error"}`); got != 2 {
+	if got := d.Metric(`nodedns_config_reloads_total{result="error"}`); got != 2 {
 		t.Errorf(`config_reloads_total{result="error"} = %v, want 2`, got)
 	}
 }

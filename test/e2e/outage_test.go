@@ -44,10 +44,10 @@ func TestUnreachableAPIServer(t *testing.T) {
 			t.Errorf("%s forwarding without an API server: %v %v", network, r, err)
 		}
 	}
-	if code, body := d.httpStatus("/ready"); code != http.StatusServiceUnavailable {
+	if code, body := d.HTTPStatus("/ready"); code != http.StatusServiceUnavailable {
 		t.Errorf("/ready = %d %q, want 503 before sync", code, body)
 	}
-	if code, body := d.httpStatus("/health"); code != http.StatusOK {
+	if code, body := d.HTTPStatus("/health"); code != http.StatusOK {
 		t.Errorf("/health = %d %q, want 200: the process is alive", code, body)
 	}
 }
@@ -68,7 +68,7 @@ func TestAPIServerOutage(t *testing.T) {
 	createSlice(t, env, slice(ns, "db-1", "db", nil, endpoint("10.244.9.1", true, "", "")))
 	up := upstreamServer(t)
 	d := startDaemon(t, "--kubeconfig", env.DNSKubeconfig, "--upstream", up.Addr().String())
-	d.waitReady(30 * time.Second)
+	d.WaitReady(30 * time.Second)
 	name := "db." + ns + ".svc.cluster.local."
 	hasA := func(ip string) bool {
 		r, err := d.query("udp", name, dns.TypeA)
@@ -99,7 +99,7 @@ func TestAPIServerOutage(t *testing.T) {
 		}
 		n++
 	}
-	if code, _ := d.httpStatus("/ready"); code != http.StatusOK {
+	if code, _ := d.HTTPStatus("/ready"); code != http.StatusOK {
 		t.Errorf("/ready = %d during the outage, want 200 (the last zone serves)", code)
 	}
 	t.Logf("%d answers from the last zone during a 3 s outage", n)

@@ -46,7 +46,7 @@ func TestPodModes(t *testing.T) {
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			d := startDaemon(t, "--kubeconfig", env.DNSKubeconfig, "--upstream", up.Addr().String(), "--pods", c.mode)
-			d.waitReady(30 * time.Second)
+			d.WaitReady(30 * time.Second)
 			for name, want := range map[string]int{known: c.known, unknown: c.other} {
 				r, err := d.query("udp", name, dns.TypeA)
 				if err != nil || r.Rcode != want {

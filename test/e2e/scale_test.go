@@ -74,7 +74,7 @@ func TestScaleRSS(t *testing.T) {
 	up := upstreamServer(t)
 	started := time.Now()
 	d := startDaemon(t, "--kubeconfig", env.DNSKubeconfig, "--upstream", up.Addr().String())
-	d.waitReady(60 * time.Second)
+	d.WaitReady(60 * time.Second)
 	ready := time.Since(started)
 	r, err := d.query("udp", "s0999."+ns+".svc.cluster.local.", dns.TypeA)
 	if err != nil || len(r.Answer) != perService {
@@ -84,8 +84,8 @@ func TestScaleRSS(t *testing.T) {
 	for i := 0; i < services; i += 10 {
 		d.query("udp", fmt.Sprintf("s%04d.%s.svc.cluster.local.", i, ns), dns.TypeA)
 	}
-	rss := procStatusKB(t, d.cmd.Process.Pid, "VmRSS")
-	hwm := procStatusKB(t, d.cmd.Process.Pid, "VmHWM")
+	rss := procStatusKB(t, d.Cmd.Process.Pid, "VmRSS")
+	hwm := procStatusKB(t, d.Cmd.Process.Pid, "VmHWM")
 	t.Logf("nodedns with %d services / %d endpoints: time to ready %v, RSS %.1f MiB, peak RSS %.1f MiB",
 		services, services*perService, ready.Round(time.Millisecond), float64(rss)/1024, float64(hwm)/1024)
 }

@@ -42,7 +42,7 @@ func TestZoneFile(t *testing.T) {
 	path := exampleZone(t)
 	up := upstreamServer(t)
 	d := startDaemon(t, "--zone-file", path, "--upstream", up.Addr().String(), "--endpoint-pod-names")
-	d.waitReady(10 * time.Second)
+	d.WaitReady(10 * time.Second)
 
 	web := "web.default.svc.cluster.local."
 	if got := firstA(d, web); got != "10.96.0.50" {
@@ -67,7 +67,7 @@ func TestZoneFile(t *testing.T) {
 	}
 	fileLine := regexp.MustCompile(regexp.QuoteMeta(path) + `:\d+:`)
 	waitFor(t, "a log line naming file and line", 10*time.Second, func() bool {
-		return fileLine.MatchString(d.logs.String())
+		return fileLine.MatchString(d.Logs.String())
 	})
 	if got := firstA(d, web); got != "10.96.0.50" {
 		t.Errorf("after a bad file, %s = %q, want the previous 10.96.0.50", web, got)
@@ -87,15 +87,15 @@ func TestZoneFileBadAtStart(t *testing.T) {
 	os.WriteFile(path, []byte("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  clusterIP: nope\n"), 0o644)
 	d := startDaemon(t, "--zone-file", path, "--upstream", "127.0.0.1:9")
 	select {
-	case <-d.done:
+	case <-d.Done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("nodedns kept running with a broken zone file")
 	}
-	if d.err == nil {
+	if d.Err == nil {
 		t.Error("exit status 0 with a broken zone file")
 	}
-	if !strings.Contains(d.logs.String(), path+":") {
-		t.Errorf("error does not name the file: %s", d.logs.String())
+	if !strings.Contains(d.Logs.String(), path+":") {
+		t.Errorf("error does not name the file: %s", d.Logs.String())
 	}
 }
 
@@ -108,7 +108,7 @@ func TestNoUsableUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, "--zone-file", exampleZone(t), "--resolv-conf", resolvConf)
-	d.waitReady(10 * time.Second)
+	d.WaitReady(10 * time.Second)
 	if got := firstA(d, "web.default.svc.cluster.local."); got != "10.96.0.50" {
 		t.Errorf("cluster name without upstreams = %q, want 10.96.0.50", got)
 	}
@@ -117,7 +117,7 @@ func TestNoUsableUpstream(t *testing.T) {
 		t.Errorf("outside name without upstreams: %v %v, want SERVFAIL", r, err)
 	}
 	for _, want := range []string{"127.0.0.53", "no usable upstream server"} {
-		if !strings.Contains(d.logs.String(), want) {
+		if !strings.Contains(d.Logs.String(), want) {
 			t.Errorf("log does not mention %q", want)
 		}
 	}

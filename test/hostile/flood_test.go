@@ -184,7 +184,7 @@ func TestFlood(t *testing.T) {
 	up := startFastUpstream(t, "127.0.0.5", upstreamDelay)
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.addr(), "--cache-size", strconv.Itoa(cacheSize),
 		"--log-level=info") // a debug line per failed exchange would flood the log
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 	queries := writeQueryFile(t, names)
 
 	// Warm up the paths the flood uses, then take the baseline.
@@ -192,12 +192,12 @@ func TestFlood(t *testing.T) {
 		d.ask("udp", fmt.Sprintf("warm%d.flood.test.", i), dns.TypeA)
 		d.ask("udp", webName, dns.TypeA)
 	}
-	before, err := d.scrape()
+	before, err := d.Scrape()
 	if err != nil {
 		t.Fatal(err)
 	}
 	goroutinesBefore := before["go_goroutines"]
-	rssBefore := rssKB(t, d.pid())
+	rssBefore := rssKB(t, d.Pid())
 
 	// The cluster-zone client.
 	type sample struct {
@@ -223,7 +223,7 @@ func TestFlood(t *testing.T) {
 			case <-tick.C:
 			}
 			start := time.Now()
-			r, _, err := c.Exchange(m, d.dns)
+			r, _, err := c.Exchange(m, d.DNS)
 			s := sample{lat: time.Since(start), lost: err != nil || firstA(r) != webIP}
 			probeMu.Lock()
 			probes = append(probes, s)
@@ -249,8 +249,8 @@ func TestFlood(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			rss := float64(rssKB(t, d.pid()))
-			m, err := d.scrape()
+			rss := float64(rssKB(t, d.Pid()))
+			m, err := d.Scrape()
 			samplerMu.Lock()
 			maxRSS = max(maxRSS, rss)
 			if err == nil {
@@ -262,7 +262,7 @@ func TestFlood(t *testing.T) {
 	}()
 	defer func() { stopSampler(); <-samplerDone }()
 
-	host, port, _ := net.SplitHostPort(d.dns)
+	host, port, _ := net.SplitHostPort(d.DNS)
 	ctx, cancel := context.WithTimeout(context.Background(), floodFor+60*time.Second)
 	defer cancel()
 	// -q 200 outstanding: at upstreamDelay that allows 20k q/s, more than
@@ -281,7 +281,7 @@ func TestFlood(t *testing.T) {
 	<-probeDone
 	stopSampler()
 	<-samplerDone
-	d.alive()
+	d.Alive()
 	stats := map[string]float64{}
 	for _, m := range dnsperfLine.FindAllStringSubmatch(string(out), -1) {
 		stats[m[1]], _ = strconv.ParseFloat(m[2], 64)
@@ -296,14 +296,14 @@ func TestFlood(t *testing.T) {
 	// Goroutines: the misses in flight drain; what is left is the baseline.
 	var goroutinesAfter float64
 	waitFor(t, "goroutines back to the baseline", 20*time.Second, func() bool {
-		goroutinesAfter = d.metric("go_goroutines")
+		goroutinesAfter = d.Metric("go_goroutines")
 		return goroutinesAfter >= 0 && goroutinesAfter <= goroutinesBefore+5
 	})
-	after, err := d.scrape()
+	after, err := d.Scrape()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rssAfter := rssKB(t, d.pid())
+	rssAfter := rssKB(t, d.Pid())
 
 	probeMu.Lock()
 	lats := make([]time.Duration, 0, len(probes))

@@ -216,10 +216,10 @@ func goodQuery(id uint16, i int) ([]byte, string) {
 func TestMalformedPacketsUDP(t *testing.T) {
 	up := upstreamServer(t, "127.0.0.2:0")
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.Addr().String())
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 	cs := corpus()
 
-	conn, err := net.Dial("udp", d.dns)
+	conn, err := net.Dial("udp", d.DNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestMalformedPacketsUDP(t *testing.T) {
 	// Readers may answer in any order: give late answers to the hostile
 	// packets a moment to arrive, then judge them all.
 	read(time.Now().Add(300*time.Millisecond), func() bool { return false })
-	d.alive()
+	d.Alive()
 	wrong := 0
 	for i, c := range cs {
 		got := replies[caseID(i)]
@@ -307,11 +307,11 @@ func TestMalformedPacketsUDP(t *testing.T) {
 func TestMalformedPacketsTCP(t *testing.T) {
 	up := upstreamServer(t, "127.0.0.2:0")
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.Addr().String())
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 	cs := corpus()
 	wrong, lost := 0, 0
 	for i, c := range cs {
-		conn, err := net.Dial("tcp", d.dns)
+		conn, err := net.Dial("tcp", d.DNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +350,7 @@ func TestMalformedPacketsTCP(t *testing.T) {
 		}
 		conn.Close()
 	}
-	d.alive()
+	d.Alive()
 	figure(t, "%d hostile messages over TCP, %d answered wrongly, %d good queries lost; crashes 0", len(cs), wrong, lost)
 }
 
@@ -370,7 +370,7 @@ func readFramed(c net.Conn) ([]byte, error) {
 func TestAnyIsMinimal(t *testing.T) {
 	up := upstreamServer(t, "127.0.0.2:0")
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.Addr().String())
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 	for _, network := range []string{"udp", "tcp"} {
 		r, _, err := d.ask(network, "api.example.com.", dns.TypeANY)
 		if err != nil {
@@ -431,7 +431,7 @@ func TestTCPIdleAndSlowClients(t *testing.T) {
 	const idle = time.Second
 	up := upstreamServer(t, "127.0.0.2:0")
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.Addr().String(), "--tcp-idle-timeout", idle.String())
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 
 	good, _ := goodQuery(0x8001, 0)
 	cases := []struct {
@@ -449,7 +449,7 @@ func TestTCPIdleAndSlowClients(t *testing.T) {
 	results := make([]string, len(cases))
 	took := make([]time.Duration, len(cases))
 	for i, c := range cases {
-		conn, err := net.Dial("tcp", d.dns)
+		conn, err := net.Dial("tcp", d.DNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -505,7 +505,7 @@ func TestTCPIdleAndSlowClients(t *testing.T) {
 	}
 
 	// A zero-length message is nothing to answer; the connection goes on.
-	conn, err := net.Dial("tcp", d.dns)
+	conn, err := net.Dial("tcp", d.DNS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestTCPIdleAndSlowClients(t *testing.T) {
 	if err != nil || m.Unpack(b) != nil || m.Id != 0x8001 || firstA(m) != webIP {
 		t.Errorf("after a zero-length message: %v %v, want the good answer", m, err)
 	}
-	d.alive()
+	d.Alive()
 	figure(t, "%d good queries during the slow clients, %d failed", n, failed)
 }
 
@@ -535,7 +535,7 @@ func TestTCPConnectionBound(t *testing.T) {
 	up := upstreamServer(t, "127.0.0.2:0")
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.Addr().String(),
 		"--tcp-max-conns", fmt.Sprint(bound), "--tcp-idle-timeout", idle.String())
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 
 	// Fill every slot: each connection is answered once, so it surely
 	// holds a slot, then stays idle.
@@ -546,7 +546,7 @@ func TestTCPConnectionBound(t *testing.T) {
 		}
 	}()
 	for i := range bound {
-		c, err := net.Dial("tcp", d.dns)
+		c, err := net.Dial("tcp", d.DNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -561,7 +561,7 @@ func TestTCPConnectionBound(t *testing.T) {
 	// Over the bound: idle connections make room, each new one is answered.
 	var worst time.Duration
 	for i := range extra {
-		c, err := net.Dial("tcp", d.dns)
+		c, err := net.Dial("tcp", d.DNS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -588,7 +588,7 @@ func TestTCPConnectionBound(t *testing.T) {
 			t.Errorf("held idle connection %d still open (idle timeout %v)", i, idle)
 		}
 	}
-	d.alive()
+	d.Alive()
 	figure(t, "tcp-max-conns %d held by idle connections: %d new connections answered, slowest %v; the idle ones closed for them (idle timeout %v); UDP unaffected",
 		bound, extra, worst.Round(time.Microsecond), idle)
 }

@@ -43,7 +43,7 @@ func failingPair(t *testing.T, extra ...string) (d *daemon, a, b *dnstest.Server
 		"--upstream", a.Addr().String(), "--upstream", b.Addr().String(),
 		"--upstream-timeout", upstreamTimeout.String()}, extra...)
 	d = startDaemon(t, args...)
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 	return d, a, b
 }
 
@@ -111,8 +111,8 @@ func TestSlowUpstream(t *testing.T) {
 	if b2.Len() != 0 {
 		t.Errorf("a server answering within the timeout was failed over %d times", b2.Len())
 	}
-	d.alive()
-	d2.alive()
+	d.Alive()
+	d2.Alive()
 	figure(t, "upstream 3x slower than the timeout: first answer %v, max %v (failover); upstream at 1/3 of the timeout: p50 %v, max %v (waited for)",
 		over[0].Round(time.Millisecond), maxDur(over).Round(time.Millisecond), percentile(within, 50).Round(time.Millisecond), maxDur(within).Round(time.Millisecond))
 }
@@ -257,7 +257,7 @@ func TestForgingUpstream(t *testing.T) {
 	if err == nil && (r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0) {
 		t.Errorf("n0 AAAA: %v, want NODATA (a forged reply claimed an AAAA)", r)
 	}
-	d.alive()
+	d.Alive()
 	figure(t, "forging upstream: %d forged replies sent, %d reached a client of %d answers; failover when only forgeries came in time: max %v; all forging: SERVFAIL in %v",
 		sent, forged, asked, maxDur(failover).Round(time.Millisecond), el.Round(time.Millisecond))
 }
@@ -312,11 +312,11 @@ func TestServeStale(t *testing.T) {
 	// The cache counts every stale answer; the responses counter labels
 	// only the first (after the failed exchange) "stale", the ones served
 	// from the failure mark "cache".
-	cacheStale := d.metric("nodedns_cache_stale_answers_total")
+	cacheStale := d.Metric("nodedns_cache_stale_answers_total")
 	if cacheStale < 11 {
 		t.Errorf("nodedns_cache_stale_answers_total = %v, want >= 11", cacheStale)
 	}
-	sourceStale := d.metric(`nodedns_responses_total{source="stale"}`)
+	sourceStale := d.Metric(`nodedns_responses_total{source="stale"}`)
 	figure(t, "all upstreams silent: stale answer (TTL 30) %v after the outage began (TTL 1 entry), slowest answer %v, then stale p50 %v; uncached name SERVFAIL in %v; stale answers: cache counter %v, responses_total{source=stale} %v",
 		staleAt.Round(time.Millisecond), worst.Round(time.Millisecond), percentile(again, 50).Round(time.Microsecond), el.Round(time.Millisecond), cacheStale, sourceStale)
 }
@@ -401,7 +401,7 @@ func startPoisoner(t *testing.T, ip string) *poisoner {
 func TestOutOfBailiwickNotCached(t *testing.T) {
 	p := startPoisoner(t, "127.0.0.4")
 	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", p.addr, "--upstream-timeout", upstreamTimeout.String())
-	d.waitReady(15 * time.Second)
+	d.WaitReady(15 * time.Second)
 	r, _, err := d.ask("udp", "www.poison.test.", dns.TypeA)
 	if err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("www.poison.test: %v %v", r, err)
@@ -441,7 +441,7 @@ func TestOutOfBailiwickNotCached(t *testing.T) {
 			served++
 		}
 	}
-	d.alive()
+	d.Alive()
 	figure(t, "out-of-bailiwick records: %d served from the cache for another name (of 4 names); %d unrelated poison records relayed with the answer to the name asked (a forwarder passes its upstream's sections)",
 		served, relayed)
 }
