@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -203,7 +204,7 @@ func runRound(ctx context.Context, o options, r int, env *kubeenv.Env, ch *gen.C
 	var servers []*server
 	defer func() {
 		for _, s := range servers {
-			s.p.stop()
+			s.p.Stop(syscall.SIGTERM, 10*time.Second)
 		}
 	}()
 	for _, v := range order {
@@ -301,7 +302,7 @@ func sampleMemory(ctx context.Context, servers []*server, n int, every time.Dura
 			}
 		}
 		for i, s := range servers {
-			st, err := procStatus(s.p.pid(), "VmRSS", "RssAnon")
+			st, err := procStatus(s.p.Pid(), "VmRSS", "RssAnon")
 			if err != nil {
 				return nil, err
 			}
@@ -346,7 +347,7 @@ func waitAll(ctx context.Context, servers []*server, conns []*dnsConn, name stri
 // across it, and waits until each answers a change written afterwards.
 func relist(ctx context.Context, env *kubeenv.Env, ch *gen.Churner, p probe, servers []*server, conns []*dnsConn, rr *roundResult) error {
 	for _, s := range servers {
-		if err := resetHWM(s.p.pid()); err != nil {
+		if err := resetHWM(s.p.Pid()); err != nil {
 			return fmt.Errorf("reset VmHWM of %s: %w", s.name, err)
 		}
 	}
@@ -379,7 +380,7 @@ func relist(ctx context.Context, env *kubeenv.Env, ch *gen.Churner, p probe, ser
 		return fmt.Errorf("after the API server restart: %w", err)
 	}
 	for i, s := range servers {
-		st, err := procStatus(s.p.pid(), "VmHWM")
+		st, err := procStatus(s.p.Pid(), "VmHWM")
 		if err != nil {
 			return err
 		}
@@ -412,7 +413,7 @@ func startSampler(ctx context.Context, servers []*server) *sampler {
 		defer t.Stop()
 		for {
 			for i, sv := range servers {
-				if v, err := rss(sv.p.pid()); err == nil {
+				if v, err := rss(sv.p.Pid()); err == nil {
 					s.peaks[i] = max(s.peaks[i], v)
 				}
 			}
@@ -480,7 +481,7 @@ func apiRequests(ctx context.Context, env *kubeenv.Env) (lists, events int, err 
 func cpuAll(servers []*server) ([]float64, error) {
 	out := make([]float64, len(servers))
 	for i, s := range servers {
-		v, err := cpuSeconds(s.p.pid())
+		v, err := cpuSeconds(s.p.Pid())
 		if err != nil {
 			return nil, err
 		}

@@ -7,94 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
-
-// proc is one server under test, started detached (own session, stdin
-// /dev/null, output to a log file) and stopped by its PID only.
-type proc struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	started time.Time
-	done    chan struct{}
-	waitErr error
-}
-
-type spawnReq struct {
-	cmd   *exec.Cmd
-	reply chan error
-}
-
-var spawnCh = make(chan spawnReq)
-
-// Children are forked from one goroutine locked to a thread that never
-// exits: Pdeathsig fires when the forking thread dies, so this kills them
-// only when the driver itself dies (Ctrl-C, crash), never earlier.
-func init() {
-	go func() {
-		runtime.LockOSThread()
-		for req := range spawnCh {
-			req.reply <- req.cmd.Start()
-		}
-	}()
-}
-
-func startProc(name, bin string, args, env []string, logPath string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close() // the child has its own descriptor
-	fmt.Fprintf(logf, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(env, " "), strings.Join(append([]string{bin}, args...), " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	reply := make(chan error, 1)
-	p.started = time.Now()
-	spawnCh <- spawnReq{cmd: cmd, reply: reply}
-	if err := <-reply; err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the PID, SIGKILL after 10 s, and waits.
-func (p *proc) stop() {
-	if p.exited() {
-		return
-	}
-	_ = syscall.Kill(p.pid(), syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(10 * time.Second):
-	}
-	_ = syscall.Kill(p.pid(), syscall.SIGKILL)
-	<-p.done
-}
 
 // procStatus returns fields of /proc/PID/status in bytes (VmRSS, VmHWM).
 func procStatus(pid int, fields ...string) (map[string]uint64, error) {

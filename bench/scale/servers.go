@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nodedns/nodedns/internal/detached"
 	"io"
 	"net/http"
 	"os"
@@ -38,7 +39,7 @@ var variants = map[string]variant{
 // server is one running server under test.
 type server struct {
 	variant
-	p          *proc
+	p          *detached.Proc
 	dns        string // 127.0.0.1:PORT
 	readyURL   string
 	metricsURL string
@@ -103,7 +104,7 @@ func startServer(v variant, bins binaries, dnsKubeconfig, dir string) (*server, 
 		args = append(args, v.args...)
 	}
 	s.cmdline = strings.TrimSpace(strings.Join(env, " ") + " " + bin + " " + strings.Join(args, " "))
-	p, err := startProc(v.name, bin, args, env, filepath.Join(dir, v.name+".log"))
+	p, err := detached.Start(v.name, bin, args, append(os.Environ(), env...), filepath.Join(dir, v.name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +129,8 @@ func (s *server) waitReady(ctx context.Context, timeout time.Duration) (time.Dur
 		}
 	}()
 	for {
-		if s.p.exited() {
-			return 0, fmt.Errorf("%s exited (%v); log %s:\n%s", s.name, s.p.waitErr, s.p.logPath, tail(s.p.logPath))
+		if s.p.Exited() {
+			return 0, fmt.Errorf("%s exited (%v); log %s:\n%s", s.name, s.p.Err, s.p.LogPath, detached.LogTail(s.p.LogPath, 3000))
 		}
 		if !httpReady {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.readyURL, nil)
@@ -147,12 +148,12 @@ func (s *server) waitReady(ctx context.Context, timeout time.Duration) (time.Dur
 				}
 			}
 			if r, err := c.query("kubernetes.default.svc.cluster.local.", dns.TypeA, 100*time.Millisecond); err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
-				return time.Since(s.p.started), nil
+				return time.Since(s.p.Started), nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%s not ready after %v; log %s:\n%s", s.name, timeout, s.p.logPath, tail(s.p.logPath))
+			return 0, fmt.Errorf("%s not ready after %v; log %s:\n%s", s.name, timeout, s.p.LogPath, detached.LogTail(s.p.LogPath, 3000))
 		case <-t.C:
 		}
 	}
@@ -182,15 +183,4 @@ func (s *server) heapInUse(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return 0, errors.New(s.name + ": no go_memstats_heap_inuse_bytes in /metrics")
-}
-
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
 }

@@ -205,7 +205,7 @@ func (e *Env) startEtcd(ctx context.Context, bin string) error {
 		if err == nil {
 			return nil
 		}
-		_ = pr.stop(syscall.SIGKILL, 0)
+		_ = pr.Stop(syscall.SIGKILL, 0)
 		if !errors.Is(err, errAddrInUse) || attempt == 2 {
 			return err
 		}
@@ -246,9 +246,9 @@ func poll(ctx context.Context, pr *proc, ok func() bool, why func() string) erro
 	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	for {
-		if pr.exited() {
-			err := fmt.Errorf("%s exited early (%v); log %s", pr.name, pr.waitErr, pr.logPath)
-			if strings.Contains(logTail(pr.logPath, logTailBytes), "address already in use") {
+		if pr.Exited() {
+			err := fmt.Errorf("%s exited early (%v); log %s", pr.Name, pr.Err, pr.LogPath)
+			if strings.Contains(logTail(pr.LogPath, logTailBytes), "address already in use") {
 				err = fmt.Errorf("%w: %w", errAddrInUse, err)
 			}
 			return err
@@ -258,7 +258,7 @@ func poll(ctx context.Context, pr *proc, ok func() bool, why func() string) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (%s)", pr.name, ctx.Err(), why())
+			return fmt.Errorf("%s: %w (%s)", pr.Name, ctx.Err(), why())
 		case <-t.C:
 		}
 	}
@@ -299,7 +299,7 @@ func (e *Env) startAPIServerLocked(ctx context.Context) error {
 	}
 	e.apiserver = pr
 	if err := e.waitAPIServer(ctx, pr); err != nil {
-		_ = pr.stop(syscall.SIGKILL, 0)
+		_ = pr.Stop(syscall.SIGKILL, 0)
 		return err
 	}
 	return nil
@@ -440,7 +440,7 @@ func (e *Env) StopAPIServer() error {
 	if e.apiserver == nil {
 		return nil
 	}
-	err := e.apiserver.stop(syscall.SIGTERM, 15*time.Second)
+	err := e.apiserver.Stop(syscall.SIGTERM, 15*time.Second)
 	if err == nil {
 		e.apiserver = nil
 	}
@@ -455,7 +455,7 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 	if e.stopped {
 		return errors.New("kubeenv: StartAPIServer after Stop")
 	}
-	if e.apiserver != nil && !e.apiserver.exited() {
+	if e.apiserver != nil && !e.apiserver.Exited() {
 		return errors.New("kubeenv: kube-apiserver already running")
 	}
 	var err error
@@ -480,7 +480,7 @@ func (e *Env) Stop() error {
 	var errs []error
 	for _, pr := range []*proc{e.apiserver, e.etcd} {
 		if pr != nil {
-			errs = append(errs, pr.stop(syscall.SIGKILL, 0))
+			errs = append(errs, pr.Stop(syscall.SIGKILL, 0))
 		}
 	}
 	return errors.Join(errs...)

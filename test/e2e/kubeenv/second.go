@@ -84,7 +84,7 @@ func (e *Env) startSecond(ctx context.Context, port int) (*SecondAPIServer, erro
 	}
 	s := &SecondAPIServer{URL: url, Admin: admin, proc: pr}
 	if err := waitReadyVia(ctx, pr, admin); err != nil {
-		_ = pr.stop(syscall.SIGKILL, 0)
+		_ = pr.Stop(syscall.SIGKILL, 0)
 		return nil, err
 	}
 	return s, nil
@@ -121,7 +121,7 @@ func waitReadyVia(ctx context.Context, pr *proc, c kubernetes.Interface) error {
 
 // Stop stops the second apiserver (SIGTERM to its PID, SIGKILL after 15 s)
 // and waits for it to exit. Idempotent.
-func (s *SecondAPIServer) Stop() error { return s.proc.stop(syscall.SIGTERM, 15*time.Second) }
+func (s *SecondAPIServer) Stop() error { return s.proc.Stop(syscall.SIGTERM, 15*time.Second) }
 
 // KillAPIServer kills the Env's kube-apiserver with SIGKILL, as a crash
 // would: open watches break without the graceful close that StopAPIServer's
@@ -132,7 +132,7 @@ func (e *Env) KillAPIServer() error {
 	if e.apiserver == nil {
 		return nil
 	}
-	err := e.apiserver.stop(syscall.SIGKILL, 0)
+	err := e.apiserver.Stop(syscall.SIGKILL, 0)
 	if err == nil {
 		e.apiserver = nil
 	}
