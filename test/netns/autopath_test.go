@@ -1,16 +1,12 @@
 package netns
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nodedns/nodedns/internal/dnstest"
 	"github.com/nodedns/nodedns/pkg/iface/ifacetest"
@@ -182,36 +178,5 @@ func podResolvConf(t *testing.T, ns *ifacetest.NetNS, text string) {
 // requests sums nodedns_requests_total, scraped from 127.0.0.1:9253 in ns
 // over a connection made inside ns.
 func requests(t *testing.T, ns *ifacetest.NetNS) int {
-	t.Helper()
-	var body []byte
-	err := inNetNS(ns, func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:9253", 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
-			return err
-		}
-		body, err = io.ReadAll(c)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("scraping metrics: %v", err)
-	}
-	total := 0.0
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "nodedns_requests_total{") {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		total += v
-	}
-	return int(total)
+	return sumPrefix(scrape(t, ns), "nodedns_requests_total{")
 }
