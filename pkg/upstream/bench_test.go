@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -111,54 +110,26 @@ func TestHelpersDoNotAllocate(t *testing.T) {
 // back as its reply (QR set), so BenchmarkExchangeTCPEcho measures the
 // Forwarder's side.
 func startTCPEcho(b *testing.B) netip.AddrPort {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	b.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	addr, _ := serveTCP(b, func(c net.Conn) {
+		buf := make([]byte, 2+512) // queries here are small
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := io.ReadFull(c, buf[:2]); err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				buf := make([]byte, 2+512) // queries here are small
-				for {
-					if _, err := io.ReadFull(c, buf[:2]); err != nil {
-						return
-					}
-					n := 2 + int(binary.BigEndian.Uint16(buf))
-					if n > len(buf) {
-						return
-					}
-					if _, err := io.ReadFull(c, buf[2:n]); err != nil {
-						return
-					}
-					buf[4] |= 0x80 // QR
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			})
+			n := 2 + int(binary.BigEndian.Uint16(buf))
+			if n > len(buf) {
+				return
+			}
+			if _, err := io.ReadFull(c, buf[2:n]); err != nil {
+				return
+			}
+			buf[4] |= 0x80 // QR
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
 		}
 	})
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	return addr
 }
 
 // BenchmarkExchangeTCPEcho is one TCP exchange (the retry after a

@@ -121,15 +121,52 @@ func TestTCPForgedRepliesOnReusedConn(t *testing.T) {
 // accepted connections.
 func startStreamServer(t *testing.T, answer func(req *dns.Msg) (msgs []*dns.Msg, hangUp bool)) (netip.AddrPort, *atomic.Int64) {
 	t.Helper()
+	return serveTCP(t, func(c net.Conn) {
+		var l [2]byte
+		for {
+			if _, err := io.ReadFull(c, l[:]); err != nil {
+				return
+			}
+			b := make([]byte, binary.BigEndian.Uint16(l[:]))
+			if _, err := io.ReadFull(c, b); err != nil {
+				return
+			}
+			req := new(dns.Msg)
+			if req.Unpack(b) != nil {
+				return
+			}
+			msgs, hangUp := answer(req)
+			for _, m := range msgs {
+				out, _ := m.Pack()
+				frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
+				if m.Id == cutShortID {
+					frame = append(frame, out[:len(out)/2]...)
+				} else {
+					frame = append(frame, out...)
+				}
+				c.Write(frame)
+			}
+			if hangUp {
+				return
+			}
+		}
+	})
+}
+
+// serveTCP accepts TCP connections on a loopback port and runs serve on
+// each (which returns when done with it); connections and the listener are
+// closed, and every goroutine waited for, when tb ends. It returns the
+// address and a count of accepted connections.
+func serveTCP(tb testing.TB, serve func(c net.Conn)) (netip.AddrPort, *atomic.Int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var accepted atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
 		for _, c := range conns {
@@ -150,34 +187,7 @@ func startStreamServer(t *testing.T, answer func(req *dns.Msg) (msgs []*dns.Msg,
 			mu.Unlock()
 			wg.Go(func() {
 				defer c.Close()
-				var l [2]byte
-				for {
-					if _, err := io.ReadFull(c, l[:]); err != nil {
-						return
-					}
-					b := make([]byte, binary.BigEndian.Uint16(l[:]))
-					if _, err := io.ReadFull(c, b); err != nil {
-						return
-					}
-					req := new(dns.Msg)
-					if req.Unpack(b) != nil {
-						return
-					}
-					msgs, hangUp := answer(req)
-					for _, m := range msgs {
-						out, _ := m.Pack()
-						frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
-						if m.Id == cutShortID {
-							frame = append(frame, out[:len(out)/2]...)
-						} else {
-							frame = append(frame, out...)
-						}
-						c.Write(frame)
-					}
-					if hangUp {
-						return
-					}
-				}
+				serve(c)
 			})
 		}
 	})
