@@ -73,6 +73,12 @@ func startTB(t testing.TB, up resolver.Upstream, mod ...func(*Config)) *testServ
 	for _, f := range mod {
 		f(&cfg)
 	}
+	return serve(t, cfg)
+}
+
+// serve starts a server on cfg and shuts it down when t ends.
+func serve(t testing.TB, cfg Config) *testServer {
+	t.Helper()
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

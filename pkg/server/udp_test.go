@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -42,22 +41,7 @@ func startCached(t testing.TB, loop bool) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Addrs: []string{"127.0.0.1:0"}, Resolver: r, udpLoop: loop})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bound, err := srv.Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return &testServer{srv: srv, addr: bound[0].String()}
+	return serve(t, Config{Addrs: []string{"127.0.0.1:0"}, Resolver: r, udpLoop: loop})
 }
 
 // The three synchronous paths (cluster-zone answer, search-suffix NXDOMAIN,
