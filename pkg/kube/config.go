@@ -52,9 +52,8 @@ type Config struct {
 	// Logger receives watch errors and odd objects; nil means slog.Default().
 	Logger *slog.Logger
 	// OnWatchError, if set, is called for every list or watch failure of
-	// every informer (the reflector then retries with backoff by itself),
-	// with the resource ("services", "endpointslices", "namespaces", "pods").
-	// It runs on the informer's goroutine and must return quickly; meant
+	// every informer (each is retried; see retry.go), with the resource
+	// ("services", "endpointslices", "namespaces", "pods"). It runs on the informer's goroutine and must return quickly; meant
 	// for a metrics counter.
 	OnWatchError func(resource string, err error)
 	// Now is the clock used to rate-limit log lines; nil means time.Now.

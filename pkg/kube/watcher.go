@@ -5,9 +5,9 @@
 // One watch event: reflector -> FIFO -> transform (API object to zone object,
 // see entry.go) -> informer cache -> handler -> Sink.Set*/Delete*.
 //
-// After an API outage the reflectors relist and rewatch by themselves, with
-// backoff; nothing here clears the Sink on a watch error, so the zone keeps
-// serving what it had. A relist then reaches the Sink only as differences:
+// After an API outage the reflectors relist and rewatch, retried at short
+// intervals while the server is unreachable (retry.go); nothing here clears
+// the Sink on a watch error, so the zone keeps serving what it had. A relist then reaches the Sink only as differences:
 // updates that change nothing DNS uses are dropped, and objects deleted
 // during the outage come as tombstone deletes.
 package kube
@@ -67,6 +67,8 @@ type Watcher struct {
 	watchErrors atomic.Uint64
 	warn        warnLimiter
 	wg          sync.WaitGroup
+	// retryInitial and retryMax bound retryWhileDown's backoff.
+	retryInitial, retryMax time.Duration
 }
 
 type informer struct {
@@ -108,6 +110,9 @@ func New(cfg Config, sink Sink) (*Watcher, error) {
 		log:      cfg.Logger,
 		syncedCh: make(chan struct{}),
 		warn:     warnLimiter{every: watchErrorLogEvery, now: cfg.Now},
+
+		retryInitial: retryInitial,
+		retryMax:     retryMax,
 	}
 	err := w.add("namespaces", &corev1.Namespace{}, nil,
 		transform(func(*corev1.Namespace) struct{} { return struct{}{} }),
@@ -189,14 +194,17 @@ func (w *Watcher) add(resource string, example runtime.Object, tweak func(*metav
 	if !ok {
 		return fmt.Errorf("kube: %s: the client does not list it", resource)
 	}
-	inf := cache.NewSharedIndexInformerWithOptions(listWatch(list, watchFn, tweak), example, cache.SharedIndexInformerOptions{
+	inf := cache.NewSharedIndexInformerWithOptions(w.listWatch(resource, list, watchFn, tweak), example, cache.SharedIndexInformerOptions{
 		ResyncPeriod:      w.cfg.Resync,
 		ObjectDescription: resource,
 	})
 	if err := inf.SetTransform(keepUnchanged(tf, inf.GetStore())); err != nil {
 		return fmt.Errorf("kube: %s informer: %w", resource, err)
 	}
-	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		if ctx.Err() != nil {
+			return // stopping: the error is the stop itself
+		}
 		w.watchError(resource, err)
 	}); err != nil {
 		return fmt.Errorf("kube: %s informer: %w", resource, err)
@@ -210,20 +218,21 @@ func (w *Watcher) add(resource string, example runtime.Object, tweak func(*metav
 }
 
 // listWatch adapts a Client's list and watch to a cache.ListWatch,
-// applying tweak (e.g. a field selector) to both.
-func listWatch(list ListFunc, watchFn WatchFunc, tweak func(*metav1.ListOptions)) *cache.ListWatch {
+// applying tweak (e.g. a field selector) to both and retrying both while
+// the API server is down (retryWhileDown).
+func (w *Watcher) listWatch(resource string, list ListFunc, watchFn WatchFunc, tweak func(*metav1.ListOptions)) *cache.ListWatch {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			if tweak != nil {
 				tweak(&o)
 			}
-			return list(ctx, o)
+			return retryWhileDown(ctx, w, resource, func() (runtime.Object, error) { return list(ctx, o) })
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			if tweak != nil {
 				tweak(&o)
 			}
-			return watchFn(ctx, o)
+			return retryWhileDown(ctx, w, resource, func() (watch.Interface, error) { return watchFn(ctx, o) })
 		},
 	}
 }

@@ -352,11 +352,17 @@ func TestFlappingAPIServer(t *testing.T) {
 			lists++
 		}
 	}
-	// nodedns_watch_errors_total is reported, not asserted: client-go
-	// retries a refused watch inside the reflector without calling the
-	// error handler, so an outage may count 0.
 	if lists <= 3 {
 		t.Errorf("%d list+watch starts logged, the 3 of start-up only: did the informers relist?", lists)
+	}
+	if errsAfter <= errsBefore {
+		t.Errorf("nodedns_watch_errors_total %v -> %v: the outage was not counted", errsBefore, errsAfter)
+	}
+	// While the server is down nodedns retries at most every 4 s
+	// (pkg/kube/retry.go); client-go's own backoff would reach 30 s, doubled
+	// by jitter. The bound leaves room for a slow relist on a loaded machine.
+	if recovered > 20*time.Second {
+		t.Errorf("the changes took %v after the API server was ready again to appear; want within 20 s", recovered.Round(time.Millisecond))
 	}
 	total := tally{}
 	for ph, c := range p.counts {
