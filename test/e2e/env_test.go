@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,7 +66,31 @@ func newNamespace(t testing.TB, env *kubeenv.Env) string {
 	if err != nil {
 		t.Fatalf("creating namespace %s: %v", name, err)
 	}
+	t.Cleanup(func() { emptyNamespace(t, env, name) })
 	return name
+}
+
+// emptyNamespace deletes what a test made in namespace ns. The test API
+// server has no namespace controller to do it: left behind, a test's
+// objects would answer in the next run of it (go test -count) too, e.g.
+// as a second PTR for the same endpoint IP.
+func emptyNamespace(t testing.TB, env *kubeenv.Env, ns string) {
+	ctx, c := context.Background(), env.Admin
+	errs := []error{
+		c.DiscoveryV1().EndpointSlices(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}),
+		// No kubelet confirms a graceful delete here.
+		c.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{}),
+	}
+	svcs, err := c.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	errs = append(errs, err)
+	if err == nil {
+		for _, s := range svcs.Items {
+			errs = append(errs, c.CoreV1().Services(ns).Delete(ctx, s.Name, metav1.DeleteOptions{}))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("emptying namespace %s: %v", ns, err)
+	}
 }
 
 // upstreamServer starts a loopback authoritative server that plays the
