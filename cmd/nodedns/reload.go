@@ -20,13 +20,16 @@ import (
 // liveKeys are the flags a config file change applies at once; a change
 // of any other is logged as waiting for a restart. Where forwarded names
 // go changes by swapping the route table (pkg/route), so no query is
-// dropped; the log level is a slog.LevelVar.
+// dropped; the log level is a slog.LevelVar; the query log is swapped
+// atomically in the resolver.
 var liveKeys = map[string]bool{
 	"upstream":            true,
 	"resolv-conf":         true,
 	"stub-domain":         true,
 	"kube-dns-config-dir": true,
 	"log-level":           true,
+	"query-log":           true,
+	"query-log-rate":      true,
 }
 
 // reloadInterval is how often the config file, the kube-dns ConfigMap and
@@ -42,8 +45,11 @@ type reloader struct {
 	metrics *metrics.ConfigReloads
 	ups     *upstreams
 	now     func() time.Time
-	stop    context.CancelFunc // of start's goroutine
-	wg      sync.WaitGroup
+	// setQueryLog turns the resolver's query log on or off; set before
+	// start.
+	setQueryLog func(on bool, rate int) error
+	stop        context.CancelFunc // of start's goroutine
+	wg          sync.WaitGroup
 
 	// cfg is the running configuration: live keys as last applied, the
 	// others as at start.
@@ -175,6 +181,7 @@ func (r *reloader) reloadFile(data []byte) {
 	}
 	running.Upstreams, running.ResolvConf, running.StubDomains = next.Upstreams, next.ResolvConf, next.StubDomains
 	running.KubeDNSConfigDir, running.LogLevel = next.KubeDNSConfigDir, next.LogLevel
+	running.QueryLog, running.QueryLogRate = next.QueryLog, next.QueryLogRate
 
 	var level slog.Level
 	level.UnmarshalText([]byte(running.LogLevel)) // checked by parseFlags
@@ -197,6 +204,10 @@ func (r *reloader) reloadFile(data []byte) {
 		r.log.Info("upstreams changed", routes.logAttrs()...)
 	}
 	r.level.Set(level)
+	if r.setQueryLog != nil && (running.QueryLog != r.cfg.QueryLog || running.QueryLogRate != r.cfg.QueryLogRate) {
+		// Cannot fail: parseFlags checked the rate.
+		r.setQueryLog(running.QueryLog, running.QueryLogRate)
+	}
 	r.kd, r.kdVersion, r.kdErr = kd, kdVersion, kdErr
 	r.cfg = &running
 	r.watchResolvConf()

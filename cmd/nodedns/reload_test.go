@@ -336,3 +336,34 @@ func fillCache(t *testing.T, c *cache.Cache, name string) {
 		t.Fatal("not cached")
 	}
 }
+
+// The query log is a live key: the resolver is told on and off, and of a
+// new rate, and not told when neither changed.
+func TestReloadQueryLog(t *testing.T) {
+	f := newReloadFixture(t, "upstream: [127.0.0.1:5399]\n")
+	type call struct {
+		on   bool
+		rate int
+	}
+	var calls []call
+	f.r.setQueryLog = func(on bool, rate int) error { calls = append(calls, call{on, rate}); return nil }
+	for _, c := range []struct {
+		file string
+		want []call
+	}{
+		{"upstream: [127.0.0.1:5399]\nquery-log: true\n", []call{{true, 100}}},
+		{"upstream: [127.0.0.1:5399]\nquery-log: true\nquery-log-rate: 5\n", []call{{true, 5}}},
+		{"upstream: [127.0.0.1:5399]\nquery-log: true\nquery-log-rate: 5\nlog-level: debug\n", nil},
+		{"upstream: [127.0.0.1:5399]\n", []call{{false, 100}}},
+	} {
+		calls = nil
+		f.write(c.file)
+		f.r.poll()
+		if !slices.Equal(calls, c.want) {
+			t.Errorf("after %q: SetQueryLog calls %v, want %v", c.file, calls, c.want)
+		}
+	}
+	if logs := f.logs.String(); strings.Contains(logs, "takes effect only at a restart") {
+		t.Errorf("a query log change waits for a restart:\n%s", logs)
+	}
+}

@@ -116,6 +116,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	rl.setQueryLog = res.SetQueryLog
 	addrs := make([]string, len(cfg.Listen))
 	for i, ap := range cfg.Listen {
 		addrs[i] = ap.String()

@@ -261,6 +261,31 @@ func TestQueryLog(t *testing.T) {
 	}
 }
 
+// TestSetQueryLog: the log turns on and off while the resolver runs.
+func TestSetQueryLog(t *testing.T) {
+	logs := &logBuffer{}
+	r := newResolver(t, testZone(t), testUpstream(t), func(c *Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	})
+	s := NewScratch()
+	ask := func() { r.Handle(s, nil, rt.Query(t, "web.default.svc.cluster.local.", dns.TypeA, 1232), UDP, nil, client) }
+	ask()
+	if err := r.SetQueryLog(true, 0); err != nil {
+		t.Fatal(err)
+	}
+	ask()
+	if err := r.SetQueryLog(false, 0); err != nil {
+		t.Fatal(err)
+	}
+	ask()
+	if n := len(logs.queries(t)); n != 1 {
+		t.Errorf("%d query lines, want 1: only the query asked while the log was on", n)
+	}
+	if err := r.SetQueryLog(true, -1); err == nil {
+		t.Error("a negative rate was accepted")
+	}
+}
+
 // TestQueryLogRate: over the rate, lines are dropped and counted, without
 // allocating; only the lines written allocate.
 func TestQueryLogRate(t *testing.T) {

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -27,6 +28,20 @@ type queryLog struct {
 	interval int64     // ns per token
 	depth    int64     // ns of credit the bucket holds when full
 	tat      atomic.Int64
+}
+
+// SetQueryLog turns the query log on, at rate lines per second (0: the
+// default), or off, for the queries answered from now on.
+func (r *Resolver) SetQueryLog(on bool, rate int) error {
+	if rate < 0 {
+		return fmt.Errorf("resolver: QueryLogRate %d is negative", rate)
+	}
+	if !on {
+		r.qlog.Store(nil)
+		return nil
+	}
+	r.qlog.Store(newQueryLog(r.log, r.metrics, rate))
+	return nil
 }
 
 func newQueryLog(log *slog.Logger, m *metrics.Metrics, rate int) *queryLog {

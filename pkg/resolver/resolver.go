@@ -148,7 +148,8 @@ type Config struct {
 	// info: client address, transport, name, type, rcode, source and
 	// duration. At most QueryLogRate lines per second (default 100, with
 	// bursts of as many) are written; the others are dropped and counted
-	// (query_log_dropped_total). Off, it costs a nil check per query.
+	// (query_log_dropped_total). Off, it costs an atomic load per query.
+	// SetQueryLog changes both while the Resolver runs.
 	QueryLog     bool
 	QueryLogRate int
 }
@@ -171,7 +172,7 @@ type Resolver struct {
 	svc    [][]byte // "svc." + cluster[i], wire
 	search [][]byte // node search domains, wire
 
-	qlog *queryLog // nil when off
+	qlog atomic.Pointer[queryLog] // nil when off
 
 	// inflight counts asynchronous queries; closedBit is set by Drain.
 	inflight atomic.Int64
@@ -249,11 +250,8 @@ func New(cfg Config) (*Resolver, error) {
 		}
 		r.podNS = cfg.PodNamespace
 	}
-	if cfg.QueryLog {
-		if cfg.QueryLogRate < 0 {
-			return nil, fmt.Errorf("resolver: QueryLogRate %d is negative", cfg.QueryLogRate)
-		}
-		r.qlog = newQueryLog(r.log, r.metrics, cfg.QueryLogRate)
+	if err := r.SetQueryLog(cfg.QueryLog, cfg.QueryLogRate); err != nil {
+		return nil, err
 	}
 	r.base, r.cancel = context.WithCancel(context.Background())
 	r.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
@@ -333,7 +331,8 @@ func (r *Resolver) release() {
 // observe counts the answer reply (a whole message) to q, which came from
 // addr, and writes its query log line. Called once per answer sent.
 func (r *Resolver) observe(reply []byte, q *dnswire.Query, proto Proto, src metrics.Source, start time.Time, addr netip.AddrPort) {
-	if (r.metrics == nil && r.qlog == nil) || len(reply) < dnswire.HeaderLen {
+	qlog := r.qlog.Load()
+	if (r.metrics == nil && qlog == nil) || len(reply) < dnswire.HeaderLen {
 		return
 	}
 	took := time.Since(start)
@@ -353,8 +352,8 @@ func (r *Resolver) observe(reply []byte, q *dnswire.Query, proto Proto, src metr
 			}
 		}
 	}
-	if r.qlog != nil {
-		r.qlog.line(q, proto, rcode, src, took, addr)
+	if qlog != nil {
+		qlog.line(q, proto, rcode, src, took, addr)
 	}
 }
 

@@ -147,6 +147,40 @@ func TestConfigFileReload(t *testing.T) {
 	if got := d.Metric("nodedns_config_last_reload_success_timestamp_seconds"); got < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("last reload success timestamp %v", got)
 	}
+
+	// The query log, live: on, off, and on again.
+	reloads := d.Metric(`nodedns_config_reloads_total{result="ok"}`)
+	setQueryLog := func(on bool) {
+		t.Helper()
+		replaceFile(t, path, fmt.Sprintf("upstream: [%s]\nmax-ttl: 10s\nquery-log: %v\n", b.Addr(), on))
+		reloads++
+		waitFor(t, fmt.Sprintf("the reload with query-log %v", on), 10*time.Second, func() bool {
+			return d.Metric(`nodedns_config_reloads_total{result="ok"}`) == reloads
+		})
+	}
+	loggedLine := func(name string) func() bool {
+		return func() bool { return strings.Contains(d.Logs.String(), "name="+name) }
+	}
+	setQueryLog(true)
+	if _, err := d.query("udp", "logged.example.com.", dns.TypeA); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the query line of logged.example.com", 10*time.Second, loggedLine("logged.example.com."))
+	setQueryLog(false)
+	if _, err := d.query("udp", "unlogged.example.com.", dns.TypeA); err != nil {
+		t.Fatal(err)
+	}
+	setQueryLog(true)
+	if _, err := d.query("udp", "logged-again.example.com.", dns.TypeA); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the query line of logged-again.example.com", 10*time.Second, loggedLine("logged-again.example.com."))
+	if loggedLine("unlogged.example.com.")() {
+		t.Error("a query answered while the query log was off was logged")
+	}
+	if strings.Contains(d.Logs.String(), "key=query-log") {
+		t.Error("query-log was reported as needing a restart")
+	}
 }
 
 // TestConfigFileBadAtStart: an unknown key at start is an error naming
