@@ -582,13 +582,21 @@ func TestTCPConnectionBound(t *testing.T) {
 			t.Fatalf("udp while TCP is full: %v %v", r, err)
 		}
 	}
-	// The held idle connections were closed to make that room.
-	for i, c := range held {
-		if _, got, err := tcpIdle(c, time.Second); err != nil || len(got) > 0 {
-			t.Errorf("held idle connection %d still open (idle timeout %v)", i, idle)
+	// Held idle connections were closed to make that room, long before
+	// their idle timeout. Not necessarily all: the server closes those
+	// idle when a connection finds every slot taken, and the last one
+	// answered may not have gone back to waiting yet; once one slot is
+	// free, the next newcomers need no more.
+	closed := 0
+	for _, c := range held {
+		if _, got, err := tcpIdle(c, time.Second); err == nil && len(got) == 0 {
+			closed++
 		}
 	}
+	if closed == 0 {
+		t.Errorf("none of the %d held idle connections was closed (idle timeout %v): how did the new ones get a slot?", bound, idle)
+	}
 	d.Alive()
-	figure(t, "tcp-max-conns %d held by idle connections: %d new connections answered, slowest %v; the idle ones closed for them (idle timeout %v); UDP unaffected",
-		bound, extra, worst.Round(time.Microsecond), idle)
+	figure(t, "tcp-max-conns %d held by idle connections: %d new connections answered, slowest %v; %d of the idle ones closed for them (idle timeout %v); UDP unaffected",
+		bound, extra, worst.Round(time.Microsecond), closed, idle)
 }
