@@ -153,7 +153,7 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 	fs.IntVar(&cfg.QueryLogRate, "query-log-rate", 100, "most query log lines per second (bursts of as many); the others are dropped and counted in nodedns_query_log_dropped_total")
 
 	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", 10*time.Second, "close a DNS TCP connection that takes longer than this to send its next whole query (RFC 7766 §6.2.3)")
-	fs.IntVar(&cfg.TCPMaxConns, "tcp-max-conns", 1000, "most concurrent DNS TCP connections; more are closed at once")
+	fs.IntVar(&cfg.TCPMaxConns, "tcp-max-conns", 1000, "most concurrent DNS TCP connections; at the bound a new one takes the slot of the connection idle the longest, or is closed at once when none is idle")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -89,6 +90,7 @@ type Server struct {
 
 	wg      sync.WaitGroup // readers, accept loops, connections
 	connSem chan struct{}
+	epoch   time.Time // origin of connState.idleSince
 	tcpBufs sync.Pool // *tcpBuf
 }
 
@@ -128,6 +130,7 @@ func New(cfg Config) (*Server, error) {
 		conns:   make(map[net.Conn]*connState),
 		done:    make(chan struct{}),
 		connSem: make(chan struct{}, cfg.TCPMaxConns),
+		epoch:   time.Now(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -294,10 +297,14 @@ func (s *Server) closeConns() {
 
 // connState is what the server knows of one TCP connection.
 type connState struct {
-	// idle: waiting for the first octet of the next message, so closing
-	// it loses no query in progress.
-	idle atomic.Bool
+	// idleSince is when the connection began waiting for the first octet
+	// of its next message (ns since Server.epoch, at least 1), 0 while a
+	// message is read or answered: closing it then loses no query in
+	// progress.
+	idleSince atomic.Int64
 }
+
+func (s *Server) markIdle(st *connState) { st.idleSince.Store(int64(time.Since(s.epoch)) + 1) }
 
 func (s *Server) track(c net.Conn) *connState {
 	s.mu.Lock()
@@ -311,20 +318,29 @@ func (s *Server) track(c net.Conn) *connState {
 	return st
 }
 
-// reclaimIdle wakes every idle connection with a past deadline, so it
-// closes and frees its slot, and returns how many it woke. RFC 7766
-// §6.2.3: under resource pressure a server may close idle connections.
-func (s *Server) reclaimIdle() int {
+// reclaimIdle wakes the connection idle the longest, with a past read
+// deadline, so that it closes and frees its slot, and reports whether
+// there was one. RFC 7766 §6.2.3: under resource pressure a server may
+// close idle connections. One per newcomer, not every idle one: clients
+// over the bound then cost the others one connection each, not all of
+// theirs every time. A connection with unread input is not idle, whatever
+// its state says: its next query has arrived, and closing it would lose
+// that query and reset the answers the client has not read yet.
+func (s *Server) reclaimIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	var oldest net.Conn
+	oldestSince := int64(math.MaxInt64)
 	for c, st := range s.conns {
-		if st.idle.Load() {
-			c.SetReadDeadline(time.Unix(1, 0))
-			n++
+		if since := st.idleSince.Load(); since != 0 && since < oldestSince && !hasInput(c) {
+			oldest, oldestSince = c, since
 		}
 	}
-	return n
+	if oldest == nil {
+		return false
+	}
+	oldest.SetReadDeadline(time.Unix(1, 0))
+	return true
 }
 
 func (s *Server) untrack(c net.Conn) {

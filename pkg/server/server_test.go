@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/nodedns/nodedns/internal/testproc"
 	"github.com/nodedns/nodedns/pkg/resolver"
 	rt "github.com/nodedns/nodedns/pkg/resolver/resolvertest"
 	"github.com/nodedns/nodedns/pkg/zone"
@@ -95,6 +97,32 @@ func serve(t testing.TB, cfg Config) *testServer {
 		}
 	})
 	return &testServer{srv: srv, addr: bound[0].String()}
+}
+
+// waitIdle waits until n TCP connections wait for their next message.
+func (ts *testServer) waitIdle(t *testing.T, n int) {
+	t.Helper()
+	testproc.WaitFor(t, fmt.Sprintf("%d idle connections", n), 5*time.Second, func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		idle := 0
+		for _, st := range ts.srv.conns {
+			if st.idleSince.Load() != 0 {
+				idle++
+			}
+		}
+		return idle == n
+	})
+}
+
+// waitConns waits until the server has n TCP connections.
+func (ts *testServer) waitConns(t *testing.T, n int) {
+	t.Helper()
+	testproc.WaitFor(t, fmt.Sprintf("%d connections", n), 5*time.Second, func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		return len(ts.srv.conns) == n
+	})
 }
 
 func (ts *testServer) exchange(t *testing.T, net string, m *dns.Msg) *dns.Msg {
@@ -350,9 +378,9 @@ func TestTCPIdleAndPartial(t *testing.T) {
 	}
 }
 
-// TestTCPMaxConns: at the bound, idle connections give up their slots to
-// new ones; connections busy with a query keep theirs, and a new one is
-// closed unanswered.
+// TestTCPMaxConns: at the bound, the connection idle the longest gives
+// up its slot to a new one, one per newcomer; connections busy with a
+// query keep their slots, and a new one is closed unanswered.
 func TestTCPMaxConns(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
@@ -367,26 +395,32 @@ func TestTCPMaxConns(t *testing.T) {
 	}}
 	ts := start(t, up, func(c *Config) { c.TCPMaxConns = 2; c.TCPIdleTimeout = time.Minute })
 
-	// Two idle connections, each proven served (so both are counted).
+	// Two idle connections, each proven served (so both are counted),
+	// the first idle longer.
 	var idle []net.Conn
 	for i := range 2 {
 		c := tcpConn(t, ts.addr)
 		c.Write(framed(t, msg(web, dns.TypeA, 0), uint16(i)))
 		readFramed(t, c)
+		ts.waitIdle(t, i+1)
 		idle = append(idle, c)
 	}
-	// A third is answered at once, and the idle ones are closed for it
+	// A third is answered at once, and the first idle one is closed for it
 	// (with a one-minute idle timeout, a close within expectClosed's 5 s
-	// is the reclaim at work).
+	// is the reclaim at work); the second keeps its slot and is answered.
 	c := tcpConn(t, ts.addr)
 	c.Write(framed(t, msg(web, dns.TypeA, 0), 3))
 	if r := readFramed(t, c); len(r.Answer) != 1 {
 		t.Fatalf("third connection: %v", r)
 	}
-	for _, ic := range idle {
-		expectClosed(t, ic)
+	expectClosed(t, idle[0])
+	idle[1].Write(framed(t, msg(web, dns.TypeA, 0), 4))
+	if r := readFramed(t, idle[1]); len(r.Answer) != 1 {
+		t.Fatalf("second idle connection after the third came: %v", r)
 	}
 	c.Close()
+	idle[1].Close()
+	ts.waitConns(t, 0)
 
 	// Two connections busy with a query waiting on the upstream keep
 	// their slots: a new connection is closed unanswered. (Two names: the
@@ -403,6 +437,91 @@ func TestTCPMaxConns(t *testing.T) {
 	if r := ts.exchange(t, "udp", msg(web, dns.TypeA, 0)); len(r.Answer) != 1 {
 		t.Errorf("udp: %v", r)
 	}
+}
+
+// TestReclaimIdleSkipsUnreadInput: the longest idle connection is
+// reclaimed, unless its next message has arrived unread: closing it would
+// lose that query.
+func TestReclaimIdleSkipsUnreadInput(t *testing.T) {
+	r, err := resolver.New(resolver.Config{Authority: testZone(t), Upstream: rt.Failing()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Addrs: []string{"127.0.0.1:0"}, Resolver: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// pair returns both ends of a connection; the server's end is tracked
+	// as idle since `since`, and served by no goroutine.
+	pair := func(since int64) (client net.Conn, server *deadlineConn) {
+		client = tcpConn(t, ln.Addr().String())
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		server = &deadlineConn{TCPConn: c.(*net.TCPConn)}
+		st := &connState{}
+		st.idleSince.Store(since)
+		s.conns[server] = st
+		return client, server
+	}
+	reclaimed := func(c *deadlineConn) bool {
+		d := c.readDeadline()
+		return !d.IsZero() && d.Before(time.Now())
+	}
+	olderClient, older := pair(1)
+	_, younger := pair(2)
+	olderClient.Write([]byte{0, 12})
+	testproc.WaitFor(t, "the octets in the older connection's socket", 5*time.Second, func() bool { return hasInput(older) })
+
+	if !s.reclaimIdle() {
+		t.Fatal("reclaimIdle found no idle connection")
+	}
+	if reclaimed(older) {
+		t.Fatal("the older connection, with input, was reclaimed")
+	}
+	older.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(older, make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if !reclaimed(younger) {
+		t.Error("the younger connection, without input, was not reclaimed")
+	}
+	// Its input read, the older one is idle and goes next.
+	delete(s.conns, younger)
+	if !s.reclaimIdle() || !reclaimed(older) {
+		t.Error("the older connection, now without input, was not reclaimed")
+	}
+	s.conns[older].idleSince.Store(0)
+	if s.reclaimIdle() {
+		t.Error("reclaimIdle reclaimed a connection that is not idle")
+	}
+}
+
+// deadlineConn records its last read deadline.
+type deadlineConn struct {
+	*net.TCPConn
+	mu       sync.Mutex
+	deadline time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(d time.Time) error {
+	c.mu.Lock()
+	c.deadline = d
+	c.mu.Unlock()
+	return c.TCPConn.SetReadDeadline(d)
+}
+
+func (c *deadlineConn) readDeadline() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline
 }
 
 func TestStartErrors(t *testing.T) {

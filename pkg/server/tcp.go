@@ -67,16 +67,17 @@ func (s *Server) acceptTCP(l net.Listener) {
 	}
 }
 
-// takeSlot takes one of TCPMaxConns slots. When all are taken, idle
-// connections give theirs up, so clients that hold connections open
-// without asking cannot keep TCP shut for everyone until they time out.
+// takeSlot takes one of TCPMaxConns slots. When all are taken, the
+// connection idle the longest gives its up, so clients that hold
+// connections open without asking cannot keep TCP shut for everyone until
+// they time out.
 func (s *Server) takeSlot() bool {
 	select {
 	case s.connSem <- struct{}{}:
 		return true
 	default:
 	}
-	if s.reclaimIdle() == 0 {
+	if !s.reclaimIdle() {
 		return false
 	}
 	// A woken connection frees its slot as soon as its goroutine runs.
@@ -115,9 +116,9 @@ func (s *Server) serveTCP(c net.Conn, st *connState) {
 		if s.stopping.Load() {
 			return
 		}
-		st.idle.Store(true)
+		s.markIdle(st)
 		_, err := io.ReadFull(c, hdr[:])
-		st.idle.Store(false)
+		st.idleSince.Store(0)
 		if err != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,4 +18,19 @@ func ReusePort(network, address string, c syscall.RawConn) error {
 		return err
 	}
 	return serr
+}
+
+// hasInput reports whether c has received octets not read yet.
+func hasInput(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n > 0
 }
