@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/nodedns/nodedns/pkg/upstream"
 )
 
 // fastUpstream answers every A query with 192.0.2.1 (TTL 300), straight
@@ -151,6 +153,8 @@ func writeQueryFile(t *testing.T, n int) string {
 	return path
 }
 
+var dnsperfReconnections = regexp.MustCompile(`(?m)^\s*Reconnections:\s+([0-9]+)`)
+
 var dnsperfLine = regexp.MustCompile(`(?m)^\s*(Queries sent|Queries completed|Queries lost|Queries per second|Average Latency \(s\)):\s+([0-9.]+)`)
 
 // TestFlood: dnsperf for 60 s with unique random names (every query a
@@ -163,8 +167,36 @@ var dnsperfLine = regexp.MustCompile(`(?m)^\s*(Queries sent|Queries completed|Qu
 // answered, so more than 1% lost fails) and their median under
 // upstreamDelay (zone answers do not queue behind upstream misses).
 func TestFlood(t *testing.T) {
+	// -q 200 outstanding: at upstreamDelay that allows 20k q/s, more than
+	// nodedns gets CPU for here, so the rate is the machine's; -q 500
+	// overflowed nodedns's socket buffer (about 1% lost), which measures
+	// the kernel, not nodedns.
+	flood(t, floodRun{duration: 60 * time.Second, transport: "udp", dnsperf: []string{"-q", "200"}})
+}
+
+// TestTCPFlood: the same over TCP for 20 s, from twice as many dnsperf
+// clients (connections) as --tcp-max-conns allows: the bound holds (open
+// descriptors stay within it plus the upstream exchanges in flight), the
+// connections over it are closed, and the UDP cluster answers keep their
+// bounds.
+func TestTCPFlood(t *testing.T) {
+	const maxConns = 100
+	flood(t, floodRun{duration: 20 * time.Second, transport: "tcp", maxConns: maxConns,
+		dnsperf: []string{"-m", "tcp", "-c", strconv.Itoa(2 * maxConns), "-q", "400"}})
+}
+
+// floodRun is one flood: how long, over which transport, with which extra
+// dnsperf arguments; maxConns, if not 0, is the daemon's --tcp-max-conns.
+type floodRun struct {
+	duration  time.Duration
+	transport string
+	dnsperf   []string
+	maxConns  int
+}
+
+func flood(t *testing.T, run floodRun) {
+	floodFor := run.duration
 	const (
-		floodFor    = 60 * time.Second
 		cacheSize   = 10000
 		rssBoundMiB = 128
 		// Loose enough for a loaded 2-core CI machine (measured: about
@@ -175,15 +207,19 @@ func TestFlood(t *testing.T) {
 		names = 2_000_000
 	)
 	if testing.Short() {
-		t.Skip("a 60 s flood")
+		t.Skipf("a %v flood", floodFor)
 	}
 	dnsperf, err := exec.LookPath("dnsperf")
 	if err != nil {
 		t.Skip("dnsperf not installed (Debian package dnsperf; hack/deps.sh installs it): " + err.Error())
 	}
 	up := startFastUpstream(t, "127.0.0.5", upstreamDelay)
-	d := startDaemon(t, "--zone-file", exampleZone, "--upstream", up.addr(), "--cache-size", strconv.Itoa(cacheSize),
-		"--log-level=info") // a debug line per failed exchange would flood the log
+	args := []string{"--zone-file", exampleZone, "--upstream", up.addr(), "--cache-size", strconv.Itoa(cacheSize),
+		"--log-level=info"} // a debug line per failed exchange would flood the log
+	if run.maxConns > 0 {
+		args = append(args, "--tcp-max-conns", strconv.Itoa(run.maxConns))
+	}
+	d := startDaemon(t, args...)
 	d.WaitReady(15 * time.Second)
 	queries := writeQueryFile(t, names)
 
@@ -235,6 +271,7 @@ func TestFlood(t *testing.T) {
 	// Sample the daemon once a second.
 	var (
 		maxRSS, maxEntries, maxGoroutines float64
+		maxFDs                            int
 		samplerMu                         sync.Mutex
 	)
 	sampleCtx, stopSampler := context.WithCancel(context.Background())
@@ -250,9 +287,11 @@ func TestFlood(t *testing.T) {
 			case <-tick.C:
 			}
 			rss := float64(rssKB(t, d.Pid()))
+			fds := openFDs(t, d.Pid())
 			m, err := d.Scrape()
 			samplerMu.Lock()
 			maxRSS = max(maxRSS, rss)
+			maxFDs = max(maxFDs, fds)
 			if err == nil {
 				maxEntries = max(maxEntries, m["nodedns_cache_entries"])
 				maxGoroutines = max(maxGoroutines, m["go_goroutines"])
@@ -265,12 +304,8 @@ func TestFlood(t *testing.T) {
 	host, port, _ := net.SplitHostPort(d.DNS)
 	ctx, cancel := context.WithTimeout(context.Background(), floodFor+60*time.Second)
 	defer cancel()
-	// -q 200 outstanding: at upstreamDelay that allows 20k q/s, more than
-	// nodedns gets CPU for here, so the rate is the machine's; -q 500
-	// overflowed nodedns's socket buffer (about 1% lost), which measures
-	// the kernel, not nodedns.
-	cmd := exec.CommandContext(ctx, dnsperf, "-s", host, "-p", port, "-d", queries,
-		"-l", strconv.Itoa(int(floodFor.Seconds())), "-n", "1", "-q", "200", "-t", "2")
+	cmd := exec.CommandContext(ctx, dnsperf, append([]string{"-s", host, "-p", port, "-d", queries,
+		"-l", strconv.Itoa(int(floodFor.Seconds())), "-n", "1", "-t", "2"}, run.dnsperf...)...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
@@ -284,8 +319,11 @@ func TestFlood(t *testing.T) {
 	d.Alive()
 	stats := map[string]float64{}
 	for _, m := range dnsperfLine.FindAllStringSubmatch(string(out), -1) {
-		stats[m[1]], _ = strconv.ParseFloat(m[2], 64)
+		if _, seen := stats[m[1]]; !seen { // over TCP a second "Average Latency" is the connections'
+			stats[m[1]], _ = strconv.ParseFloat(m[2], 64)
+		}
 	}
+	reconnections := dnsperfReconnections.FindStringSubmatch(string(out))
 	if stats["Queries sent"] == 0 {
 		t.Fatalf("no figures in dnsperf's output:\n%s", out)
 	}
@@ -335,16 +373,32 @@ func TestFlood(t *testing.T) {
 	if p50 >= upstreamDelay {
 		t.Errorf("cluster-zone median %v during the flood, not below the upstream's %v: zone answers wait behind misses", p50, upstreamDelay)
 	}
-	if r, _, err := d.ask("udp", webName, dns.TypeA); err != nil || firstA(r) != webIP {
-		t.Errorf("after the flood: %v %v", r, err)
+	if run.maxConns > 0 {
+		// Descriptors: accepted connections, one socket per upstream
+		// exchange in flight, and the daemon's own few dozen.
+		if bound := run.maxConns + upstream.DefaultMaxInFlight + 64; maxFDs > bound {
+			t.Errorf("%d open descriptors during the flood, over %d: --tcp-max-conns %d did not hold", maxFDs, bound, run.maxConns)
+		}
+		if stats["Queries completed"] == 0 {
+			t.Errorf("no TCP query answered during the flood")
+		}
 	}
-	figure(t, "dnsperf %v: %.0f sent, %.0f completed, %.0f lost, %.0f q/s, avg latency %.1f ms (every query a miss; upstream answered %d, each after %v)",
-		took.Round(time.Second), stats["Queries sent"], stats["Queries completed"], stats["Queries lost"], stats["Queries per second"],
+	for _, network := range []string{"udp", "tcp"} {
+		if r, _, err := d.ask(network, webName, dns.TypeA); err != nil || firstA(r) != webIP {
+			t.Errorf("%s after the flood: %v %v", network, r, err)
+		}
+	}
+	figure(t, "dnsperf %v %v: %.0f sent, %.0f completed, %.0f lost, %.0f q/s, avg latency %.1f ms (every query a miss; upstream answered %d, each after %v)",
+		run.dnsperf, took.Round(time.Second), stats["Queries sent"], stats["Queries completed"], stats["Queries lost"], stats["Queries per second"],
 		stats["Average Latency (s)"]*1000, up.answers.Load(), upstreamDelay)
+	if reconnections != nil {
+		figure(t, "dnsperf reconnected %s times (--tcp-max-conns %d)", reconnections[1], run.maxConns)
+	}
 	figure(t, "RSS %.1f MiB before, max %.1f MiB during (bound %d MiB), %.1f MiB after", float64(rssBefore)/1024, maxRSS/1024, rssBoundMiB, float64(rssAfter)/1024)
 	figure(t, "cache entries max %.0f (--cache-size %d), %.0f evictions", maxEntries, cacheSize, after["nodedns_cache_evictions_total"])
-	figure(t, "goroutines %.0f before, max %.0f during, %.0f after", goroutinesBefore, maxGoroutines, goroutinesAfter)
+	figure(t, "goroutines %.0f before, max %.0f during, %.0f after; open descriptors max %d", goroutinesBefore, maxGoroutines, goroutinesAfter, maxFDs)
 	figure(t, "cluster-zone queries during the flood: %d, lost %d (counted as never answered), p50 %v, p99 %v (bound %v), max %v",
 		len(probes), lost, p50.Round(time.Microsecond), p99.Round(time.Microsecond), p99Bound, pmax.Round(time.Microsecond))
-	figure(t, "SERVFAIL answers during the flood: %.0f (over the in-flight bounds)", after[`nodedns_requests_total{qtype="A",rcode="SERVFAIL",transport="udp"}`])
+	figure(t, "SERVFAIL answers during the flood: %.0f (over the in-flight bounds)",
+		after[fmt.Sprintf(`nodedns_requests_total{qtype="A",rcode="SERVFAIL",transport=%q}`, run.transport)])
 }

@@ -79,6 +79,16 @@ func (d *daemon) metricSum(name string) float64 {
 }
 
 // rssKB is the daemon's resident set from /proc, in KiB.
+// openFDs is how many descriptors process pid has open. Safe to call
+// from any goroutine: an error is reported, not fatal.
+func openFDs(t testing.TB, pid int) int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Errorf("open descriptors of %d: %v", pid, err)
+	}
+	return len(entries)
+}
+
 func rssKB(t testing.TB, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
