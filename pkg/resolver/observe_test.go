@@ -268,7 +268,9 @@ func TestSetQueryLog(t *testing.T) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
 	s := NewScratch()
-	ask := func() { r.Handle(s, nil, rt.Query(t, "web.default.svc.cluster.local.", dns.TypeA, 1232), UDP, nil, client) }
+	ask := func() {
+		r.Handle(s, nil, rt.Query(t, "web.default.svc.cluster.local.", dns.TypeA, 1232), UDP, nil, client)
+	}
 	ask()
 	if err := r.SetQueryLog(true, 0); err != nil {
 		t.Fatal(err)
