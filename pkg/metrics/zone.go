@@ -16,6 +16,7 @@ type zoneCollectors struct {
 	lastPublish   prometheus.Gauge
 	buildDuration prometheus.Observer
 	synced        prometheus.Gauge
+	lastKnown     prometheus.Gauge
 	watchErrors   *prometheus.CounterVec
 }
 
@@ -32,6 +33,10 @@ func newZoneCollectors(reg *prometheus.Registry) *zoneCollectors {
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "zone_synced",
 			Help: "1 once the published zone was built from fully synced sources; until then cluster names get SERVFAIL.",
+		}),
+		lastKnown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "zone_last_known",
+			Help: "1 while the published zone is a previous run's (--last-known-zone), not yet confirmed by synced sources: its names answer, others get SERVFAIL.",
 		}),
 		watchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "watch_errors_total",
@@ -51,7 +56,7 @@ func newZoneCollectors(reg *prometheus.Registry) *zoneCollectors {
 	for _, r := range []string{"services", "endpointslices", "namespaces", "pods"} {
 		z.watchErrors.WithLabelValues(r) // series exist from the start
 	}
-	reg.MustRegister(z.objects, z.lastPublish, build, z.synced, z.watchErrors)
+	reg.MustRegister(z.objects, z.lastPublish, build, z.synced, z.lastKnown, z.watchErrors)
 	return z
 }
 
@@ -67,11 +72,8 @@ func (m *Metrics) ZonePublished(info zone.PublishInfo) {
 	z.objPods.Set(float64(info.Pods))
 	z.lastPublish.SetToCurrentTime()
 	z.buildDuration.Observe(info.BuildDuration.Seconds())
-	if info.Synced {
-		z.synced.Set(1)
-	} else {
-		z.synced.Set(0)
-	}
+	z.synced.Set(boolGauge(info.Synced))
+	z.lastKnown.Set(boolGauge(info.LastKnown))
 }
 
 // WatchError counts a list/watch failure; pass it to kube.Config.OnWatchError.
@@ -80,4 +82,11 @@ func (m *Metrics) WatchError(resource string, _ error) {
 		return
 	}
 	m.zone.watchErrors.WithLabelValues(resource).Inc() // rare: not the query path
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

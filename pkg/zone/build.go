@@ -68,7 +68,7 @@ func (b *Builder) buildLocked() {
 		work = append(work, in)
 	}
 	clear(b.dirty)
-	synced := b.synced
+	synced, lastKnown := b.synced, b.lastKnown != nil
 	info := PublishInfo{
 		Services:       b.counts.services,
 		EndpointSlices: b.counts.slices,
@@ -78,11 +78,12 @@ func (b *Builder) buildLocked() {
 	fn := b.onPublish
 	b.mu.Unlock()
 
-	if len(work) == 0 && synced == old.synced {
+	if len(work) == 0 && synced == old.synced && lastKnown == old.lastKnown {
 		return
 	}
 	snap := &Snapshot{
 		synced:        synced,
+		lastKnown:     lastKnown,
 		podMode:       b.cfg.PodMode,
 		ttl:           b.cfg.TTL,
 		ns:            old.ns,
@@ -247,7 +248,8 @@ func (b *Builder) publishLocked(snap *Snapshot, info PublishInfo, fn func(Publis
 	b.store.Publish(snap)
 	b.cur = snap
 	if fn != nil {
-		info.Serial, info.Synced, info.Namespaces = serial, snap.synced, len(snap.ns)
+		info.Serial, info.Namespaces = serial, len(snap.ns)
+		info.Synced, info.LastKnown = snap.synced && !snap.lastKnown, snap.lastKnown
 		fn(info)
 	}
 }

@@ -31,6 +31,7 @@ type Builder struct {
 	objs      map[string]*nsObjects
 	dirty     map[string]*dirtyNS
 	synced    bool
+	lastKnown *lastKnown // loaded objects not confirmed by the sources; nil when none
 	onPublish func(PublishInfo)
 	counts    objectCounts
 
@@ -154,7 +155,10 @@ type objectCounts struct {
 // PublishInfo describes one published Snapshot, for metrics and tests.
 type PublishInfo struct {
 	Serial uint32
-	Synced bool
+	// Synced: built from fully synced sources. LastKnown: built from a
+	// previous run's objects (LoadLastKnown) the sources have not
+	// confirmed yet; such a zone answers too, but is not Synced.
+	Synced, LastKnown bool
 	// BuildDuration is the time spent building the snapshot.
 	BuildDuration time.Duration
 	// Namespaces is the number of namespaces in the snapshot; Rebuilt how
@@ -287,6 +291,7 @@ func (b *Builder) touch(name string, bits dirtyBits, svcKeys ...string) {
 // then NODATA rather than NXDOMAIN, SPEC R11).
 func (b *Builder) SetNamespace(name string) {
 	b.mu.Lock()
+	b.lastKnown.confirm(kindNamespace, name)
 	o := b.ns(name)
 	if !o.explicit {
 		o.explicit = true
@@ -300,12 +305,17 @@ func (b *Builder) SetNamespace(name string) {
 // it alive until their own deletes arrive.
 func (b *Builder) DeleteNamespace(name string) {
 	b.mu.Lock()
+	b.deleteNamespaceLocked(name)
+	b.mu.Unlock()
+	b.wake()
+}
+
+func (b *Builder) deleteNamespaceLocked(name string) {
+	b.lastKnown.confirm(kindNamespace, name)
 	if o := b.objs[name]; o != nil && o.explicit {
 		o.explicit = false
 		b.touch(name, dirtyExists)
 	}
-	b.mu.Unlock()
-	b.wake()
 }
 
 // SetService adds or replaces a Service. nil is ignored.
@@ -314,6 +324,7 @@ func (b *Builder) SetService(svc *Service) {
 		return
 	}
 	b.mu.Lock()
+	b.lastKnown.confirm(kindService, svc.Namespace+"/"+svc.Name)
 	o := b.ns(svc.Namespace)
 	if o.services[svc.Name] == nil {
 		b.counts.services++
@@ -328,14 +339,19 @@ func (b *Builder) SetService(svc *Service) {
 // DeleteService removes a Service.
 func (b *Builder) DeleteService(namespace, name string) {
 	b.mu.Lock()
+	b.deleteServiceLocked(namespace, name)
+	b.mu.Unlock()
+	b.wake()
+}
+
+func (b *Builder) deleteServiceLocked(namespace, name string) {
+	b.lastKnown.confirm(kindService, namespace+"/"+name)
 	if o := b.objs[namespace]; o != nil && o.services[name] != nil {
 		delete(o.services, name)
 		o.unfileService(name)
 		b.counts.services--
 		b.touch(namespace, dirtyServices, svcKey(name))
 	}
-	b.mu.Unlock()
-	b.wake()
 }
 
 // SetEndpointSlice adds or replaces an EndpointSlice. nil is ignored.
@@ -344,6 +360,7 @@ func (b *Builder) SetEndpointSlice(es *EndpointSlice) {
 		return
 	}
 	b.mu.Lock()
+	b.lastKnown.confirm(kindSlice, es.Namespace+"/"+es.Name)
 	o := b.ns(es.Namespace)
 	oldKey := ""
 	if old := o.slices[es.Name]; old != nil {
@@ -365,6 +382,13 @@ func (b *Builder) SetEndpointSlice(es *EndpointSlice) {
 // DeleteEndpointSlice removes an EndpointSlice.
 func (b *Builder) DeleteEndpointSlice(namespace, name string) {
 	b.mu.Lock()
+	b.deleteEndpointSliceLocked(namespace, name)
+	b.mu.Unlock()
+	b.wake()
+}
+
+func (b *Builder) deleteEndpointSliceLocked(namespace, name string) {
+	b.lastKnown.confirm(kindSlice, namespace+"/"+name)
 	if o := b.objs[namespace]; o != nil && o.slices[name] != nil {
 		old := o.slices[name]
 		b.counts.endpoints -= len(old.Endpoints)
@@ -373,8 +397,6 @@ func (b *Builder) DeleteEndpointSlice(namespace, name string) {
 		o.unfileSlice(old)
 		b.touch(namespace, dirtyServices, svcKey(old.ServiceName))
 	}
-	b.mu.Unlock()
-	b.wake()
 }
 
 // SetPod adds or replaces a Pod. nil is ignored.
@@ -383,6 +405,7 @@ func (b *Builder) SetPod(p *Pod) {
 		return
 	}
 	b.mu.Lock()
+	b.lastKnown.confirm(kindPod, p.Namespace+"/"+p.Name)
 	o := b.ns(p.Namespace)
 	if o.pods[p.Name] == nil {
 		b.counts.pods++
@@ -396,13 +419,18 @@ func (b *Builder) SetPod(p *Pod) {
 // DeletePod removes a Pod.
 func (b *Builder) DeletePod(namespace, name string) {
 	b.mu.Lock()
+	b.deletePodLocked(namespace, name)
+	b.mu.Unlock()
+	b.wake()
+}
+
+func (b *Builder) deletePodLocked(namespace, name string) {
+	b.lastKnown.confirm(kindPod, namespace+"/"+name)
 	if o := b.objs[namespace]; o != nil && o.pods[name] != nil {
 		delete(o.pods, name)
 		b.counts.pods--
 		b.touch(namespace, dirtyPods)
 	}
-	b.mu.Unlock()
-	b.wake()
 }
 
 // ReplaceAll swaps the whole object set (zone-file mode). Only namespaces
@@ -483,12 +511,124 @@ func (b *Builder) ReplaceAll(objs Objects) {
 }
 
 // SetSynced marks the sources synced; snapshots published from then on
-// answer cluster names instead of SERVFAIL.
+// answer cluster names instead of SERVFAIL. After LoadLastKnown, it also
+// deletes every loaded object the sources did not set or delete since:
+// the sources have listed everything, so those are gone.
 func (b *Builder) SetSynced() {
 	b.mu.Lock()
 	b.synced = true
+	if lk := b.lastKnown; lk != nil {
+		b.lastKnown = nil
+		for key := range lk.keys[kindService] {
+			ns, name, _ := strings.Cut(key, "/")
+			b.deleteServiceLocked(ns, name)
+		}
+		for key := range lk.keys[kindSlice] {
+			ns, name, _ := strings.Cut(key, "/")
+			b.deleteEndpointSliceLocked(ns, name)
+		}
+		for key := range lk.keys[kindPod] {
+			ns, name, _ := strings.Cut(key, "/")
+			b.deletePodLocked(ns, name)
+		}
+		for name := range lk.keys[kindNamespace] {
+			b.deleteNamespaceLocked(name)
+		}
+	}
 	b.mu.Unlock()
 	b.wake()
+}
+
+// LoadLastKnown serves objs, the zone's objects as a previous run last
+// knew them (SaveLastKnown), until the sources sync: the cluster names of
+// a node whose nodedns restarts while the API server is unreachable keep
+// answering, as they do for one that keeps running. Call it before the
+// sources start. What the sources set or delete replaces the loaded
+// object; what they never mention is deleted at SetSynced.
+func (b *Builder) LoadLastKnown(objs Objects) {
+	lk := &lastKnown{}
+	for _, ns := range objs.Namespaces {
+		lk.add(kindNamespace, ns)
+	}
+	for _, s := range objs.Services {
+		if s != nil {
+			lk.add(kindService, s.Namespace+"/"+s.Name)
+		}
+	}
+	for _, es := range objs.EndpointSlices {
+		if es != nil {
+			lk.add(kindSlice, es.Namespace+"/"+es.Name)
+		}
+	}
+	for _, p := range objs.Pods {
+		if p != nil {
+			lk.add(kindPod, p.Namespace+"/"+p.Name)
+		}
+	}
+	b.ReplaceAll(objs)
+	b.mu.Lock()
+	b.lastKnown = lk
+	b.synced = true
+	b.mu.Unlock()
+	b.wake()
+}
+
+// Objects returns the objects the zone is built from, for SaveLastKnown.
+// They are shared with the Builder and must not be modified.
+func (b *Builder) Objects() Objects {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := Objects{
+		Services:       make([]*Service, 0, b.counts.services),
+		EndpointSlices: make([]*EndpointSlice, 0, b.counts.slices),
+		Pods:           make([]*Pod, 0, b.counts.pods),
+	}
+	for name, o := range b.objs {
+		if o.explicit {
+			out.Namespaces = append(out.Namespaces, name)
+		}
+		for _, s := range o.services {
+			out.Services = append(out.Services, s)
+		}
+		for _, es := range o.slices {
+			out.EndpointSlices = append(out.EndpointSlices, es)
+		}
+		for _, p := range o.pods {
+			out.Pods = append(out.Pods, p)
+		}
+	}
+	return out
+}
+
+type objectKind int
+
+const (
+	kindNamespace objectKind = iota
+	kindService
+	kindSlice
+	kindPod
+	objectKinds
+)
+
+// lastKnown is what LoadLastKnown loaded and the sources have not
+// mentioned yet, by kind: namespace names and namespace/name keys.
+type lastKnown struct {
+	keys [objectKinds]map[string]struct{}
+}
+
+func (lk *lastKnown) add(kind objectKind, key string) {
+	if lk.keys[kind] == nil {
+		lk.keys[kind] = make(map[string]struct{})
+	}
+	lk.keys[kind][key] = struct{}{}
+}
+
+// confirm forgets key: the sources have told its fate. A nil lastKnown
+// (nothing loaded, or synced since) does nothing.
+func (lk *lastKnown) confirm(kind objectKind, key string) {
+	if lk != nil {
+		delete(lk.keys[kind], key)
+	}
 }
 
 // Run publishes a snapshot after each burst of changes until ctx ends: the

@@ -56,7 +56,12 @@ func (s *Snapshot) Lookup(name []byte, qtype uint16, dst []byte) Result {
 			// Never a false NXDOMAIN before the watches synced.
 			return Result{Kind: KindNotSynced, Rcode: rcodeServFail}
 		}
-		return s.lookupZone(z, name, &offs, n-z.nlabels, qtype, dst)
+		r := s.lookupZone(z, name, &offs, n-z.nlabels, qtype, dst)
+		if s.lastKnown && r.Rcode == rcodeNXDomain {
+			// Nor from a previous run's zone: the name may exist now.
+			return Result{Kind: KindNotSynced, Rcode: rcodeServFail}
+		}
+		return r
 	}
 	if s.synced {
 		return s.lookupReverse(name, &offs, n, qtype, dst)

@@ -14,10 +14,14 @@ import "net/netip"
 // the shards it touches. Per-domain apex data (SOA with the new serial) is
 // small and rebuilt on every publish.
 type Snapshot struct {
-	synced  bool
-	serial  uint32
-	ttl     uint32 // of records built at lookup (pod names, PTR)
-	podMode PodMode
+	synced bool
+	// lastKnown: built from a previous run's objects (LoadLastKnown) the
+	// sources have not confirmed yet. Names it holds answer; NXDOMAIN
+	// becomes SERVFAIL, since the name may have been created since.
+	lastKnown bool
+	serial    uint32
+	ttl       uint32 // of records built at lookup (pod names, PTR)
+	podMode   PodMode
 	// zones are sorted by label count, longest first, so a name under two
 	// configured domains (cluster.local and local) matches the deeper one.
 	zones []*zoneData
