@@ -74,6 +74,11 @@ type Config struct {
 	// TCP limits of the DNS listeners (pkg/server).
 	TCPIdleTimeout time.Duration
 	TCPMaxConns    int
+
+	// The zone saved for a restart while the API server is unreachable
+	// (pkg/lastknown, cmd/nodedns/lastknown.go).
+	LastKnownZone       string
+	LastKnownZoneMaxAge time.Duration
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated values.
@@ -155,6 +160,9 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", 10*time.Second, "close a DNS TCP connection that takes longer than this to send its next whole query (RFC 7766 §6.2.3)")
 	fs.IntVar(&cfg.TCPMaxConns, "tcp-max-conns", 1000, "most concurrent DNS TCP connections; at the bound a new one takes the slot of the connection idle the longest, or is closed at once when none is idle")
 
+	fs.StringVar(&cfg.LastKnownZone, "last-known-zone", "", "file to save the cluster zone's objects in, and to serve them from at the next start until the API watches sync, so that a restart while the API server is unreachable keeps cluster names answering (a hostPath); empty: none")
+	fs.DurationVar(&cfg.LastKnownZoneMaxAge, "last-known-zone-max-age", 24*time.Hour, "do not serve a --last-known-zone older than this; 0: any age")
+
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -231,6 +239,12 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 	}
 	if cfg.QueryLogRate < 1 {
 		errs = append(errs, fmt.Errorf("--query-log-rate %d: want at least 1", cfg.QueryLogRate))
+	}
+	if cfg.LastKnownZone != "" && cfg.ZoneFile != "" {
+		errs = append(errs, errors.New("--last-known-zone: only with the API server, not with --zone-file (the file is the zone)"))
+	}
+	if cfg.LastKnownZoneMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("--last-known-zone-max-age %v: want >= 0", cfg.LastKnownZoneMaxAge))
 	}
 	stubDomains, stubErrs := parseStubDomains(stubs.values, cfg.ClusterDomains)
 	cfg.StubDomains = stubDomains

@@ -88,6 +88,8 @@ func TestFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"--tcp-idle-timeout", "0s"}, nil, "--tcp-idle-timeout"},
 		{[]string{"--tcp-max-conns", "-1"}, nil, "--tcp-max-conns"},
+		{[]string{"--last-known-zone", "/tmp/z.json", "--zone-file", "zone.yaml"}, nil, "--last-known-zone"},
+		{[]string{"--last-known-zone-max-age", "-1h"}, nil, "--last-known-zone-max-age"},
 		{nil, map[string]string{"NODEDNS_TTL": "soon"}, "NODEDNS_TTL"},
 		{[]string{"stray"}, nil, "stray"},
 	} {

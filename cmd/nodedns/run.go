@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// the zone keeps its last state while draining.
 	srcCtx, stopSources := context.WithCancel(context.Background())
 	defer stopSources()
+	var saving sync.WaitGroup // the last known zone's saver, which saves once more when the sources stop
+	defer saving.Wait()
 
 	m := metrics.New()
 	m.Registry().MustRegister(ifaceRepairs)
@@ -63,7 +66,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	builder.OnPublish(m.ZonePublished)
 	go builder.Run(srcCtx)
 
-	if err := startSource(srcCtx, cfg, builder, m, log); err != nil {
+	if err := startSource(srcCtx, cfg, builder, store, &saving, m, log); err != nil {
 		return err
 	}
 
@@ -194,6 +197,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		h.Shutdown(stopCtx)
 	}
 	stopSources()
+	saving.Wait()
 	log.Info("stopped")
 	return err
 }
@@ -201,7 +205,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 // startSource feeds builder from the zone file or the API server. An
 // unreachable API server is not an error: the informers retry, and cluster
 // names get SERVFAIL until they sync.
-func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *metrics.Metrics, log *slog.Logger) error {
+func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, store *zone.Store, saving *sync.WaitGroup, m *metrics.Metrics, log *slog.Logger) error {
 	if cfg.ZoneFile != "" {
 		w := zonefile.NewWatcher(cfg.ZoneFile, func(objs zone.Objects) {
 			builder.ReplaceAll(objs)
@@ -247,6 +251,10 @@ func startSource(ctx context.Context, cfg *Config, builder *zone.Builder, m *met
 	}, builder)
 	if err != nil {
 		return err
+	}
+	if cfg.LastKnownZone != "" {
+		loadLastKnown(cfg.LastKnownZone, cfg.LastKnownZoneMaxAge, builder, log)
+		saving.Go(func() { keepLastKnown(ctx, cfg.LastKnownZone, builder, store, w, log) })
 	}
 	return w.Start(ctx)
 }

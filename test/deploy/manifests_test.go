@@ -127,7 +127,10 @@ func TestDaemonSetPodSpec(t *testing.T) {
 	// The root-with-two-capabilities argument in daemonset.yaml assumes no
 	// file of the host is mounted. A hostPath added later (the upgrade
 	// handoff socket, say) must be listed here and the comment updated.
-	allowedHostPaths := map[string]bool{"/run/nodedns": true} // --handoff-socket
+	allowedHostPaths := map[string]bool{
+		"/run/nodedns":     true, // --handoff-socket
+		"/var/lib/nodedns": true, // --last-known-zone
+	}
 	for _, v := range spec.Volumes {
 		if v.HostPath != nil && !allowedHostPaths[v.HostPath.Path] {
 			t.Errorf("volume %s: hostPath %s: see the securityContext comment in daemonset.yaml, then allow it in this test", v.Name, v.HostPath.Path)
