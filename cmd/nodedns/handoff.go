@@ -15,6 +15,7 @@ import (
 	"github.com/nodedns/nodedns/pkg/admin"
 	"github.com/nodedns/nodedns/pkg/handoff"
 	"github.com/nodedns/nodedns/pkg/server"
+	"github.com/nodedns/nodedns/pkg/zone"
 )
 
 // upgrade is this instance's side of the socket handoff (pkg/handoff) that
@@ -283,4 +284,31 @@ func (u *upgrade) successor() (found, takesOver bool) {
 	u.log.Info("handoff: successor", "pid", st.PID, "id", st.ID, "ready", st.Ready,
 		"serves_our_addresses", found, "serves_all", st.Serves(u.ours))
 	return found, takesOver
+}
+
+// handoffSyncWait bounds how long a new instance that took over the
+// running one's sockets waits for its zone to sync from its sources before
+// it reads them (the running one answers meanwhile). Within the running
+// instance's wait for our confirmation (handoff.DefaultServingTimeout).
+const handoffSyncWait = 30 * time.Second
+
+// waitSourcesSynced waits until the published zone is built from synced
+// sources (not unsynced, not a last known zone), at most max.
+func waitSourcesSynced(ctx context.Context, store *zone.Store, max time.Duration, log *slog.Logger) {
+	start := time.Now()
+	synced := func() bool { s := store.Load(); return s.Synced() && !s.LastKnown() }
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !synced() {
+		if time.Since(start) >= max {
+			log.Warn("handoff: zone not synced yet; serving the inherited sockets anyway", "waited", max)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	log.Info("handoff: zone synced; serving the inherited sockets", "waited", time.Since(start).Round(time.Millisecond))
 }

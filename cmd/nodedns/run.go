@@ -128,6 +128,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// --handoff-socket; the server binds afresh whatever is not.
 	upg := takeOver(ctx, cfg, log)
 	defer upg.close()
+	if len(upg.dns) > 0 {
+		// The previous instance answers on these very sockets until we
+		// read them too: let it, until our zone is as fresh as its.
+		waitSourcesSynced(ctx, store, handoffSyncWait, log)
+	}
 	srv, err := server.New(server.Config{Addrs: addrs, Resolver: res, Logger: log, Inherited: upg.dns,
 		TCPIdleTimeout: cfg.TCPIdleTimeout, TCPMaxConns: cfg.TCPMaxConns})
 	if err != nil {
@@ -149,6 +154,10 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 				// The published snapshot, not the informers: ready only
 				// once queries really get cluster answers.
 				return errors.New("cluster zone not synced")
+			case store.Load().LastKnown():
+				// Answering, but from a previous run's zone: not ready, so
+				// that a rollout waits for the API server.
+				return errors.New("cluster zone not synced (answering from the last known zone)")
 			}
 			return nil
 		},

@@ -128,7 +128,10 @@ const (
 	// DefaultTimeout bounds one exchange, on both sides: a wedged peer
 	// costs at most this much before the new instance binds afresh.
 	DefaultTimeout = 3 * time.Second
-	maxMsg         = 64 << 10
+	// DefaultServingTimeout bounds how long a successor may take to
+	// confirm it serves the sockets it got.
+	DefaultServingTimeout = time.Minute
+	maxMsg                = 64 << 10
 	// maxFDs is the kernel's SCM_MAX_FD: more descriptors than this in one
 	// message fail with EINVAL.
 	maxFDs = 253

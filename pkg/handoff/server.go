@@ -30,6 +30,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Timeout bounds one exchange; default DefaultTimeout.
 	Timeout time.Duration
+	// ServingTimeout bounds the wait, once the sockets are sent, for the
+	// successor to confirm it serves them (it may first wait for its zone
+	// to sync); default DefaultServingTimeout.
+	ServingTimeout time.Duration
 }
 
 // Server answers handoff and status requests at Config.Path, one at a time
@@ -52,6 +56,9 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.ServingTimeout <= 0 {
+		cfg.ServingTimeout = DefaultServingTimeout
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, netns: netNS(), done: make(chan struct{})}
 	if s.log == nil {
@@ -191,8 +198,10 @@ func (s *Server) serve(c *net.UnixConn) bool {
 		s.log.Warn("handoff: sending sockets", "peer_pid", req.PID, "err", err)
 		return false
 	}
-	// The successor may take a moment to start serving; our sockets keep
-	// being served by us meanwhile, so waiting costs nothing but a slot.
+	// The successor may take a while to start serving (its zone syncs
+	// first); our sockets keep being served by us meanwhile, so waiting
+	// costs nothing but a slot.
+	c.SetDeadline(time.Now().Add(s.cfg.ServingTimeout))
 	var ack request
 	if _, err := readMsg(c, &ack); err != nil {
 		s.log.Warn("handoff: sockets sent, no confirmation; still serving them ourselves",

@@ -38,8 +38,13 @@ type Snapshot struct {
 // cluster names get SERVFAIL (never forwarded) from then on.
 var emptySnapshot = &Snapshot{}
 
-// Synced reports whether the snapshot was built after the sources synced.
+// Synced reports whether the snapshot answers cluster names: built after
+// the sources synced, or from a last known zone (LastKnown).
 func (s *Snapshot) Synced() bool { return s.synced }
+
+// LastKnown reports whether the snapshot is built from a previous run's
+// objects the sources have not confirmed yet (Builder.LoadLastKnown).
+func (s *Snapshot) LastKnown() bool { return s.lastKnown }
 
 // Serial is the SOA serial of this snapshot; it grows with every publish.
 func (s *Snapshot) Serial() uint32 { return s.serial }

@@ -81,8 +81,15 @@ func TestRestartWhileAPIServerDown(t *testing.T) {
 
 	second := &daemon{testproc.StartDaemon(t, nodednsBin, withFile...)}
 	restarted := time.Now()
-	second.WaitReady(10 * time.Second)
-	ready := time.Since(restarted)
+	waitFor(t, "an answer from the last known zone", 10*time.Second, func() bool {
+		_, rc := second.aRecords(fqdn("keep"))
+		return rc == dns.RcodeSuccess
+	})
+	answering := time.Since(restarted)
+	// Answering, but not ready: a rollout must wait for the API server.
+	if code, body := second.HTTPStatus("/ready"); code != 503 || !strings.Contains(body, "last known zone") {
+		t.Errorf("/ready while answering from the last known zone: %d %q, want 503 naming it", code, body)
+	}
 	for name, want := range map[string]string{"keep": keepIP, "gone": goneIP} {
 		if ips, rc := second.aRecords(fqdn(name)); rc != dns.RcodeSuccess || !slices.Equal(ips, []string{want}) {
 			t.Errorf("API server down, last known zone: %s = %v rcode %s, want %s", name, ips, dns.RcodeToString[rc], want)
@@ -124,8 +131,9 @@ func TestRestartWhileAPIServerDown(t *testing.T) {
 		return err == nil && slices.Equal(servicesIn(objs.Services, ns), []string{"born", "keep"})
 	})
 	second.Alive()
-	figure(t, "restart with the API server down: ready %v after start, serving the last known zone; without it SERVFAIL; the changes made meanwhile visible %v after the API server was back",
-		ready.Round(time.Millisecond), caughtUp.Round(time.Millisecond))
+	second.WaitReady(10 * time.Second)
+	figure(t, "restart with the API server down: answering from the last known zone %v after start (not ready); without it SERVFAIL; the changes made meanwhile visible %v after the API server was back, then ready",
+		answering.Round(time.Millisecond), caughtUp.Round(time.Millisecond))
 }
 
 // servicesIn lists the sorted names of the services of namespace ns.
