@@ -31,9 +31,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// Sources get their own context: they stop after the listeners, so
 	// the zone keeps its last state while draining.
 	srcCtx, stopSources := context.WithCancel(context.Background())
-	defer stopSources()
 	var saving sync.WaitGroup // the last known zone's saver, which saves once more when the sources stop
-	defer saving.Wait()
+	defer func() {
+		stopSources()
+		saving.Wait()
+	}()
 
 	m := metrics.New()
 	m.Registry().MustRegister(ifaceRepairs)

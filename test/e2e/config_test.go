@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -301,5 +302,30 @@ func TestKubeDNSStubDomains(t *testing.T) {
 	}
 	if got := d.Metric(`nodedns_config_reloads_total{result="error"}`); got != 2 {
 		t.Errorf(`config_reloads_total{result="error"} = %v, want 2`, got)
+	}
+}
+
+// TestListenErrorExits: an address that cannot be bound stops the start
+// with exit status 1, also with the API watches and the last known zone's
+// saver already running (they are stopped, not waited for forever).
+func TestListenErrorExits(t *testing.T) {
+	env := sharedEnv(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	d := startDaemon(t, "--kubeconfig", env.DNSKubeconfig, "--upstream", "127.0.0.1:9",
+		"--last-known-zone", filepath.Join(t.TempDir(), "zone.json"), "--listen", taken.Addr().String())
+	select {
+	case <-d.Done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("nodedns kept running without its listen address:\n%s", d.Logs.String())
+	}
+	if d.Cmd.ProcessState.ExitCode() != 1 {
+		t.Errorf("exit status %d, want 1", d.Cmd.ProcessState.ExitCode())
+	}
+	if !strings.Contains(d.Logs.String(), "address already in use") {
+		t.Errorf("the log does not say why:\n%s", d.Logs.String())
 	}
 }
