@@ -93,6 +93,20 @@ func (p *prober) run() {
 	}
 }
 
+// ownAPIServer starts an API server and etcd of the test's own, which it
+// may kill and restart, with namespace ns created.
+func ownAPIServer(t *testing.T, ns string) *kubeenv.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("restarts an API server")
+	}
+	env := kubeenv.StartForTest(t)
+	if _, err := env.Admin.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
 func clusterIPService(ns, name string) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

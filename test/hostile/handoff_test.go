@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodedns/nodedns/internal/testproc"
-	"github.com/nodedns/nodedns/test/e2e/kubeenv"
 )
 
 // TestHandoffWaitsForSync: a new instance takes the running one's sockets
@@ -23,15 +21,9 @@ import (
 // the last known, answers them all. Once the API server is back, the new
 // one syncs, serves, and answers alone after the old one stops.
 func TestHandoffWaitsForSync(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts an API server")
-	}
-	env := kubeenv.StartForTest(t)
-	ctx := t.Context()
 	const ns = "handoff"
-	if _, err := env.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env := ownAPIServer(t, ns)
+	ctx := t.Context()
 	svc, err := env.Admin.CoreV1().Services(ns).Create(ctx, clusterIPService(ns, "web"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

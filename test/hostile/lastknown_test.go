@@ -8,13 +8,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodedns/nodedns/internal/testproc"
 	"github.com/nodedns/nodedns/pkg/lastknown"
 	"github.com/nodedns/nodedns/pkg/zone"
-	"github.com/nodedns/nodedns/test/e2e/kubeenv"
 )
 
 // TestRestartWhileAPIServerDown: nodedns restarts while its API server is
@@ -24,16 +22,10 @@ import (
 // the API server is back, what changed meanwhile replaces it: a Service
 // deleted while nodedns was down is gone, one created is there.
 func TestRestartWhileAPIServerDown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts an API server")
-	}
-	env := kubeenv.StartForTest(t)
+	const ns = "lastknown"
+	env := ownAPIServer(t, ns)
 	ctx := t.Context()
 	api := env.Admin
-	const ns = "lastknown"
-	if _, err := api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	create := func(name string) string {
 		t.Helper()
 		svc, err := api.CoreV1().Services(ns).Create(ctx, clusterIPService(ns, name), metav1.CreateOptions{})
