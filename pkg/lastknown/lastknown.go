@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -70,12 +71,21 @@ func Load(path string) (zone.Objects, time.Time, error) {
 		return objs, time.Time{}, fmt.Errorf("last known zone: %w", err)
 	}
 	defer f.Close()
+	objs, written, err := decode(bufio.NewReader(f))
+	if err != nil {
+		return objs, written, fmt.Errorf("last known zone %s: %w", path, err)
+	}
+	return objs, written, nil
+}
+
+// decode reads what Save wrote.
+func decode(r io.Reader) (zone.Objects, time.Time, error) {
 	var v file
-	if err := json.NewDecoder(bufio.NewReader(f)).Decode(&v); err != nil {
-		return objs, time.Time{}, fmt.Errorf("last known zone %s: damaged or not a last known zone file: %w", path, err)
+	if err := json.NewDecoder(r).Decode(&v); err != nil {
+		return zone.Objects{}, time.Time{}, fmt.Errorf("damaged or not a last known zone file: %w", err)
 	}
 	if v.Format != format || v.Version != version {
-		return objs, time.Time{}, fmt.Errorf("last known zone %s: format %q version %d, want %q version %d", path, v.Format, v.Version, format, version)
+		return zone.Objects{}, time.Time{}, fmt.Errorf("format %q version %d, want %q version %d", v.Format, v.Version, format, version)
 	}
 	return v.Objects, v.Written, nil
 }
