@@ -1,37 +1,19 @@
 package server
 
 import (
-	"bytes"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/nodedns/nodedns/internal/testproc"
 	"github.com/nodedns/nodedns/pkg/resolver"
 	rt "github.com/nodedns/nodedns/pkg/resolver/resolvertest"
 	"github.com/nodedns/nodedns/pkg/zone"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestTCPPeerReachesResolver: a TCP connection's peer address is what the
 // resolver knows the client by: autopath answers over TCP as over UDP, and
@@ -43,7 +25,7 @@ func TestTCPPeerReachesResolver(t *testing.T) {
 	} {
 		z.Set(t, name, dns.TypeA, rt.Result(t, zone.KindSearchSuffix, name, nil, []string{soa}, nil))
 	}
-	logs := &syncBuffer{}
+	logs := &testproc.SyncBuffer{}
 	res, err := resolver.New(resolver.Config{
 		Authority: z, Upstream: rt.Static(t, "api.example.com. 60 IN A 192.0.2.10"),
 		ClusterDomains: []string{"cluster.local"}, UpstreamTimeout: 2 * time.Second,
